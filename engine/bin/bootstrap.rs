@@ -1,0 +1,49 @@
+//! Lambda entry point: the same engine as `pennyworth serve`, behind `lambda_http`'s
+//! streaming runner (API Gateway REST and HTTP API events).
+
+use pennyworth::directory::local::LocalDirectory;
+use pennyworth::{Engine, lambda};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn config_dir() -> PathBuf {
+    std::env::var_os("PENNYWORTH_CONFIG_DIR")
+        .or_else(|| std::env::var_os("LAMBDA_TASK_ROOT"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+
+    // Built once, before the runtime polls for the first event; a bad config fails the
+    // cold start with every problem listed.
+    let dir = config_dir();
+    let data_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
+    let directory = Arc::new(LocalDirectory::open(&data_dir)?);
+    let engine = match Engine::load(&dir, directory) {
+        Ok(e) => Arc::new(e),
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(target: "pennyworth::config", "{e}");
+            }
+            return Err(format!("configuration in `{}` is invalid ({} problems)", dir.display(), errors.0.len()).into());
+        }
+    };
+    lambda_http::run_with_streaming_response(lambda_http::service_fn(move |request| {
+        let engine = engine.clone();
+        async move { Ok::<_, std::convert::Infallible>(lambda::handle(&engine, request).await) }
+    }))
+    .await
+}

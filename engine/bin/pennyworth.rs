@@ -1,0 +1,183 @@
+//! The `pennyworth` command: run the gateway locally, check a config, initialize a store.
+
+use clap::{Parser, Subcommand};
+use pennyworth::CompiledConfig;
+use pennyworth::auth;
+use pennyworth::directory::local::LocalDirectory;
+use pennyworth::directory::Directory;
+use pennyworth::{Engine, server};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "pennyworth", version, about = "OpenAI-compatible gateway over AWS Bedrock and other LLMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway locally on the embedded store.
+    Serve {
+        /// Config directory (routes.yaml, models.yaml, policies/).
+        #[arg(long, env = "PENNYWORTH_CONFIG_DIR", default_value = ".")]
+        config: PathBuf,
+        /// Data directory of the embedded store.
+        #[arg(long, env = "PENNYWORTH_DATA_DIR", default_value = ".pennyworth")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "PENNYWORTH_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Validate a config directory and print every problem found.
+    Check {
+        /// Config directory.
+        #[arg(long, env = "PENNYWORTH_CONFIG_DIR", default_value = ".")]
+        config: PathBuf,
+    },
+    /// Create the first admin user and API key in an empty store.
+    Init {
+        /// Data directory of the embedded store.
+        #[arg(long, env = "PENNYWORTH_DATA_DIR", default_value = ".pennyworth")]
+        data_dir: PathBuf,
+        /// Name of the admin user.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        /// Print `{"user":..,"key":..}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("PENNYWORTH_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+fn report_config_errors(dir: &Path, errors: &pennyworth::config::ConfigErrors) {
+    eprintln!("configuration in `{}` has {} problem(s):", dir.display(), errors.0.len());
+    for e in &errors.0 {
+        eprintln!("  {e}");
+    }
+}
+
+fn print_key(user: &str, key: &str) {
+    println!();
+    println!("  Created admin user `{user}` with API key (shown once, store it now):");
+    println!();
+    println!("    {key}");
+    println!();
+}
+
+async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCode {
+    let compiled = match CompiledConfig::load(&config) {
+        Ok(c) => c,
+        Err(errors) => {
+            report_config_errors(&config, &errors);
+            return ExitCode::from(2);
+        }
+    };
+    let directory = match LocalDirectory::open(&data_dir) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match directory.user_count().await {
+        Ok(0) => match auth::initialize(directory.as_ref(), "admin").await {
+            Ok((user, _, key)) => print_key(&user.username, key.expose()),
+            Err(e) => {
+                eprintln!("error: cannot initialize the store: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let engine = Arc::new(Engine::new(compiled, directory));
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(listen);
+    println!("pennyworth listening on http://{addr}");
+    tracing::info!(%addr, config = %config.display(), data_dir = %data_dir.display(), "serving");
+    match server::serve(engine, listener, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
+    let directory = match LocalDirectory::open(&data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match auth::initialize(&directory, &admin).await {
+        Ok((user, _, key)) => {
+            if json {
+                println!("{}", serde_json::json!({"user": user.username, "key": key.expose()}));
+            } else {
+                print_key(&user.username, key.expose());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(config: PathBuf) -> ExitCode {
+    match CompiledConfig::load(&config) {
+        Ok(_) => {
+            println!("configuration in `{}` is valid", config.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            report_config_errors(&config, &errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { config, data_dir, listen } => runtime.block_on(serve(config, data_dir, listen)),
+        Command::Check { config } => check(config),
+        Command::Init { data_dir, admin, json } => runtime.block_on(init(data_dir, admin, json)),
+    }
+}

@@ -1,0 +1,119 @@
+//! `models.yaml`: model aliases clients ask for, and what each one is upstream.
+
+use indexmap::IndexMap;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsFile {
+    /// Aliases in the order they are listed to clients.
+    pub models: IndexMap<String, ModelSpec>,
+}
+
+/// One model alias.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Which provider serves it.
+    pub provider: ProviderKind,
+    /// The provider's model id (for Bedrock a model id or inference profile id).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// AWS region for Bedrock (default: the process's region).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// What the model does.
+    #[serde(default)]
+    pub kind: ModelKind,
+    /// Model groups (Cedar `ModelGroup`s) this alias belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Price in USD per million tokens.
+    #[serde(default)]
+    pub pricing: Pricing,
+    /// Token limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Other aliases to try, in order, when this one fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Shown as `owned_by` in the model list.
+    #[serde(default)]
+    pub owned_by: Option<String>,
+    /// Free text for operators.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Known providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Built-in development model that answers with the prompt; no upstream.
+    Echo,
+    /// AWS Bedrock Converse / InvokeModel.
+    Bedrock,
+}
+
+impl ProviderKind {
+    /// Config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Echo => "echo",
+            ProviderKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Chat completions.
+    #[default]
+    Chat,
+    /// Embeddings.
+    Embedding,
+}
+
+impl ModelKind {
+    /// Config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// Input (prompt) tokens.
+    #[serde(default)]
+    pub input: Decimal,
+    /// Output (completion) tokens.
+    #[serde(default)]
+    pub output: Decimal,
+    /// Prompt-cache reads.
+    #[serde(default)]
+    pub cache_read: Option<Decimal>,
+    /// Prompt-cache writes.
+    #[serde(default)]
+    pub cache_write: Option<Decimal>,
+}
+
+/// Token limits of an alias.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Context window in tokens.
+    #[serde(default)]
+    pub context_tokens: Option<u32>,
+    /// Largest `max_tokens` a request may ask for.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+}

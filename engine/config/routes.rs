@@ -1,0 +1,126 @@
+//! `routes.yaml`: which method and path go to which handler, with which authentication,
+//! Cedar action and resource.
+
+use serde::Deserialize;
+
+/// Default request body limit: 6 MB, the Lambda synchronous payload limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesFile {
+    /// Gateway-wide request settings.
+    #[serde(default)]
+    pub settings: Settings,
+    /// The route table, in order.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Gateway-wide request settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique route name; also the id of its `Api::"<name>"` resource.
+    pub name: String,
+    /// HTTP method (`GET`, `POST`, ...).
+    pub method: String,
+    /// matchit path pattern, e.g. `/v1/models/{id}`.
+    pub path: String,
+    /// What answers the request.
+    pub handler: HandlerKind,
+    /// `true` for routes that need no principal (health, version). Everything else is
+    /// authenticated and authorized.
+    #[serde(default)]
+    pub public: bool,
+    /// Accepted authentication methods (default: `[api_key]`).
+    #[serde(default = "default_auth")]
+    pub auth: Vec<AuthMethod>,
+    /// The Cedar action (an action id of the schema); required unless `public`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// How the Cedar resource is derived (default: `api`, the route itself).
+    #[serde(default)]
+    pub resource: ResourceKind,
+}
+
+fn default_auth() -> Vec<AuthMethod> {
+    vec![AuthMethod::ApiKey]
+}
+
+/// Handler kinds the engine can dispatch to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandlerKind {
+    /// `GET /v1/health`.
+    Health,
+    /// `GET /v1/version`.
+    Version,
+    /// `GET /v1/whoami`.
+    Whoami,
+    /// `GET /v1/models`.
+    ListModels,
+    /// `GET /v1/models/{id}`.
+    GetModel,
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+}
+
+impl HandlerKind {
+    /// The resource kind this handler needs to be authorized.
+    pub fn required_resource(self) -> ResourceKind {
+        match self {
+            HandlerKind::ChatCompletions => ResourceKind::Model,
+            _ => ResourceKind::Api,
+        }
+    }
+}
+
+/// Authentication methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `Authorization: Bearer pw-...` or `x-api-key: pw-...`.
+    ApiKey,
+}
+
+impl AuthMethod {
+    /// The name used in Cedar context and whoami.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey => "api_key",
+        }
+    }
+}
+
+/// How a route's Cedar resource is derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// `Api::"<route name>"`.
+    #[default]
+    Api,
+    /// `Model::"<alias>"` from the request body's `model` field.
+    Model,
+}

@@ -1,0 +1,265 @@
+//! The embedded store `serve` uses: SQLite (WAL, synchronous=FULL) in the data directory.
+//!
+//! Lookups are single indexed queries on a cached statement (a few microseconds), so they
+//! run inline under a mutex rather than hopping to a blocking thread.
+
+use super::{Directory, DirectoryError, KeyOwner, KeyRecord, NewUser, Timestamp, User, now};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// File name of the store inside the data directory.
+pub const DB_FILE: &str = "pennyworth.db";
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  username TEXT NOT NULL UNIQUE,
+  email TEXT,
+  enabled INTEGER NOT NULL DEFAULT 1,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_groups (
+  username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+  grp TEXT NOT NULL,
+  PRIMARY KEY (username, grp)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  last4 TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER
+);
+";
+
+/// Group names are joined with this separator in one query; names cannot contain it.
+const SEP: char = '\u{1f}';
+
+/// The embedded directory.
+pub struct LocalDirectory {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LocalDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDirectory").field("path", &self.path).finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Unavailable(e.to_string())
+}
+
+impl LocalDirectory {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, DirectoryError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| unavailable(format!("cannot create `{}`: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path)
+            .map_err(|e| unavailable(format!("cannot open `{}`: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(unavailable)?;
+        if version > SCHEMA_VERSION {
+            return Err(unavailable(format!(
+                "`{}` was written by a newer Pennyworth (schema {version}, this build knows {SCHEMA_VERSION})",
+                path.display()
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, DirectoryError> {
+        self.conn.lock().map_err(|_| unavailable("store lock poisoned"))
+    }
+
+    /// Generates a user id shaped like a UUID v4 (Cognito `sub`s look the same).
+    fn new_user_id() -> Result<String, DirectoryError> {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).map_err(unavailable)?;
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h = hex::encode(b);
+        Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    }
+
+    fn split_groups(joined: Option<String>) -> Vec<String> {
+        let mut groups: Vec<String> = joined
+            .unwrap_or_default()
+            .split(SEP)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect();
+        groups.sort();
+        groups
+    }
+
+    /// Sets expiry of a key (tests and admin tooling).
+    pub fn set_key_expiry(&self, key_id: &str, expires_at: Option<Timestamp>) -> Result<bool, DirectoryError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute("UPDATE api_keys SET expires_at = ?2 WHERE id = ?1", params![key_id, expires_at])
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    /// Enables or disables a user.
+    pub fn set_enabled(&self, username: &str, enabled: bool) -> Result<bool, DirectoryError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute("UPDATE users SET enabled = ?2 WHERE username = ?1", params![username, enabled])
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl Directory for LocalDirectory {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn find_key(&self, owner: &str, key_id: &str) -> Result<Option<KeyOwner>, DirectoryError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT k.id, k.name, k.hash, k.last4, k.created_at, k.expires_at,
+                        u.id, u.username, u.email, u.enabled, u.created_at,
+                        (SELECT group_concat(grp, char(31)) FROM user_groups g WHERE g.username = u.username)
+                 FROM api_keys k JOIN users u ON u.username = k.username
+                 WHERE k.id = ?1 AND k.username = ?2",
+            )
+            .map_err(unavailable)?;
+        stmt.query_row(params![key_id, owner], |r| {
+            let username: String = r.get(7)?;
+            Ok(KeyOwner {
+                key: KeyRecord {
+                    id: r.get(0)?,
+                    owner: username.clone(),
+                    name: r.get(1)?,
+                    hash: r.get(2)?,
+                    last4: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                },
+                user: User {
+                    id: r.get(6)?,
+                    username,
+                    email: r.get(8)?,
+                    enabled: r.get(9)?,
+                    created_at: r.get(10)?,
+                    groups: Self::split_groups(r.get(11)?),
+                },
+            })
+        })
+        .optional()
+        .map_err(unavailable)
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User, DirectoryError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(unavailable)?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM users WHERE username = ?1", params![user.username], |_| Ok(true))
+            .optional()
+            .map_err(unavailable)?
+            .unwrap_or(false);
+        if exists {
+            return Err(DirectoryError::UserExists(user.username));
+        }
+        let id = Self::new_user_id()?;
+        let created_at = now();
+        tx.execute(
+            "INSERT INTO users (id, username, email, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+            params![id, user.username, user.email, created_at],
+        )
+        .map_err(unavailable)?;
+        let mut groups = user.groups.clone();
+        groups.sort();
+        groups.dedup();
+        for g in &groups {
+            tx.execute(
+                "INSERT INTO user_groups (username, grp) VALUES (?1, ?2)",
+                params![user.username, g],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(User {
+            id,
+            username: user.username,
+            email: user.email,
+            groups,
+            enabled: true,
+            created_at,
+        })
+    }
+
+    async fn get_user(&self, username: &str) -> Result<Option<User>, DirectoryError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT u.id, u.username, u.email, u.enabled, u.created_at,
+                        (SELECT group_concat(grp, char(31)) FROM user_groups g WHERE g.username = u.username)
+                 FROM users u WHERE u.username = ?1",
+            )
+            .map_err(unavailable)?;
+        stmt.query_row(params![username], |r| {
+            Ok(User {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                email: r.get(2)?,
+                enabled: r.get(3)?,
+                created_at: r.get(4)?,
+                groups: Self::split_groups(r.get(5)?),
+            })
+        })
+        .optional()
+        .map_err(unavailable)
+    }
+
+    async fn user_count(&self) -> Result<u64, DirectoryError> {
+        let conn = self.conn()?;
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn insert_key(&self, key: KeyRecord) -> Result<(), DirectoryError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute(
+                "INSERT INTO api_keys (id, username, name, hash, last4, created_at, expires_at)
+                 SELECT ?1, username, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username = ?2",
+                params![key.id, key.owner, key.name, key.hash, key.last4, key.created_at, key.expires_at],
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchUser(key.owner));
+        }
+        Ok(())
+    }
+}

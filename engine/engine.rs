@@ -1,0 +1,564 @@
+//! The engine: config compiled once into immutable runtime state, and the one request path
+//! every front end (local server, Lambda, tests) drives.
+
+use crate::auth::{self, Identity};
+use crate::body::Body;
+use crate::config::models::{ModelKind, ModelsFile, ProviderKind};
+use crate::config::routes::{HandlerKind, ResourceKind, RoutesFile};
+use crate::config::{self, ConfigError, ConfigErrors, ConfigSources, locate, parse_yaml};
+use crate::directory::Directory;
+use crate::errors::ApiError;
+use crate::handlers::{self, Ctx};
+use crate::policy::{ModelEntity, PolicyEngine, PrincipalInfo, RequestFacts};
+use crate::providers::Providers;
+use crate::router::{Match, Route, Router};
+use crate::usage::Price;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use indexmap::IndexMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// A model alias, compiled.
+#[derive(Debug, Clone)]
+pub struct ModelRuntime {
+    /// Alias clients use.
+    pub alias: String,
+    /// Provider.
+    pub provider: ProviderKind,
+    /// Upstream model id (the alias itself for `echo`).
+    pub upstream: String,
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// `owned_by` in model lists.
+    pub owned_by: String,
+    /// Price per million tokens.
+    pub price: Price,
+    /// Largest output limit a request may ask for.
+    pub max_output_tokens: Option<u32>,
+}
+
+impl ModelRuntime {
+    /// The Cedar action that invokes a model of this kind.
+    pub fn invoke_action(&self) -> &'static str {
+        match self.kind {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embed",
+        }
+    }
+}
+
+/// The client address, set by the front end as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Everything compiled from a config directory; no I/O left to do.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    router: Router,
+    models: IndexMap<String, ModelRuntime>,
+    policy: PolicyEngine,
+    max_body_bytes: usize,
+}
+
+fn valid_alias(alias: &str) -> bool {
+    !alias.is_empty()
+        && alias.len() <= 128
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl CompiledConfig {
+    /// Reads and compiles a config directory, reporting every problem found.
+    pub fn load(dir: &Path) -> Result<Self, ConfigErrors> {
+        let sources = ConfigSources::read(dir)?;
+        Self::compile(&sources)
+    }
+
+    /// Compiles config sources, reporting every problem found.
+    pub fn compile(src: &ConfigSources) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let routes_file: Option<RoutesFile> = parse_yaml(&src.routes).map_err(|e| errors.push(e)).ok();
+        let models_file: Option<ModelsFile> = parse_yaml(&src.models).map_err(|e| errors.push(e)).ok();
+
+        // Models.
+        let mut models = IndexMap::new();
+        if let Some(mf) = &models_file {
+            let mf_name = &src.models.name;
+            let text = &src.models.text;
+            let at = |alias: &str, key: Option<&str>| {
+                let anchor = format!("{alias}:");
+                match key {
+                    Some(k) => locate(text, &[&anchor, k]),
+                    None => locate(text, &[&anchor]),
+                }
+            };
+            if mf.models.is_empty() {
+                errors.push(ConfigError::new(mf_name, None, "no models are defined"));
+            }
+            for (alias, spec) in &mf.models {
+                if !valid_alias(alias) {
+                    errors.push(ConfigError::new(
+                        mf_name,
+                        at(alias, None),
+                        format!("model alias `{alias}` must be 1 to 128 characters of letters, digits, `-`, `_`, `.` or `:`"),
+                    ));
+                }
+                let upstream = match (spec.provider, &spec.upstream) {
+                    (ProviderKind::Echo, None) => alias.clone(),
+                    (ProviderKind::Echo, Some(u)) => u.clone(),
+                    (_, Some(u)) if !u.trim().is_empty() => u.clone(),
+                    (p, _) => {
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, None),
+                            format!("model `{alias}`: provider `{}` needs an `upstream` model id", p.as_str()),
+                        ));
+                        String::new()
+                    }
+                };
+                if spec.provider == ProviderKind::Echo && spec.kind != ModelKind::Chat {
+                    errors.push(ConfigError::new(
+                        mf_name,
+                        at(alias, Some("kind:")),
+                        format!("model `{alias}`: provider `echo` only serves `chat` models"),
+                    ));
+                }
+                for fb in &spec.fallbacks {
+                    if fb == alias {
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, Some("fallbacks:")),
+                            format!("model `{alias}` lists itself as a fallback"),
+                        ));
+                    } else if !mf.models.contains_key(fb) {
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, Some("fallbacks:")),
+                            format!("model `{alias}`: fallback `{fb}` is not a model alias"),
+                        ));
+                    }
+                }
+                for g in &spec.groups {
+                    if let Err(e) = crate::directory::validate_name("model group", g) {
+                        errors.push(ConfigError::new(mf_name, at(alias, Some("groups:")), format!("model `{alias}`: {e}")));
+                    }
+                }
+                for (what, v) in [("input", Some(spec.pricing.input)), ("output", Some(spec.pricing.output)),
+                    ("cache_read", spec.pricing.cache_read), ("cache_write", spec.pricing.cache_write)]
+                {
+                    if v.is_some_and(|v| v.is_sign_negative()) {
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, Some(&format!("{what}:"))),
+                            format!("model `{alias}`: price `{what}` must not be negative"),
+                        ));
+                    }
+                }
+                models.insert(
+                    alias.clone(),
+                    ModelRuntime {
+                        alias: alias.clone(),
+                        provider: spec.provider,
+                        upstream,
+                        kind: spec.kind,
+                        owned_by: spec.owned_by.clone().unwrap_or_else(|| spec.provider.as_str().to_string()),
+                        price: Price {
+                            input: spec.pricing.input,
+                            output: spec.pricing.output,
+                        },
+                        max_output_tokens: spec.limits.max_output_tokens,
+                    },
+                );
+            }
+        }
+
+        // Policies (with the model entities they are evaluated against).
+        let entities: Vec<ModelEntity<'_>> = models_file
+            .as_ref()
+            .map(|mf| {
+                mf.models
+                    .iter()
+                    .map(|(alias, spec)| ModelEntity {
+                        alias,
+                        groups: &spec.groups,
+                        provider: spec.provider.as_str(),
+                        kind: spec.kind.as_str(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let policy = PolicyEngine::compile(&src.schema, &src.policies, &entities)
+            .map_err(|es| es.into_iter().for_each(|e| errors.push(e)))
+            .ok();
+
+        // Routes.
+        let mut router = None;
+        let mut max_body_bytes = config::routes::DEFAULT_MAX_BODY_BYTES;
+        if let Some(rf) = &routes_file {
+            max_body_bytes = rf.settings.max_body_bytes;
+            let rt_name = &src.routes.name;
+            let text = &src.routes.text;
+            let line_of = |name: &str, key: Option<&str>| {
+                let anchor = format!("name: {name}");
+                match key {
+                    Some(k) => locate(text, &[&anchor, k]),
+                    None => locate(text, &[&anchor]),
+                }
+            };
+            if max_body_bytes == 0 {
+                errors.push(ConfigError::new(rt_name, locate(text, &["max_body_bytes:"]), "`max_body_bytes` must be at least 1"));
+            }
+            let mut names = std::collections::HashSet::new();
+            let mut compiled = Vec::new();
+            for spec in &rf.routes {
+                let line = line_of(&spec.name, None);
+                let mut err = |key: Option<&str>, msg: String| {
+                    errors.push(ConfigError::new(rt_name, key.and_then(|k| line_of(&spec.name, Some(k))).or(line), msg));
+                };
+                if !names.insert(spec.name.clone()) {
+                    err(None, format!("route name `{}` is used twice", spec.name));
+                }
+                let method = match Method::from_bytes(spec.method.as_bytes()) {
+                    Ok(m) if spec.method.bytes().all(|b| b.is_ascii_uppercase()) => m,
+                    _ => {
+                        err(Some("method:"), format!("route `{}`: `{}` is not an HTTP method (write it in capitals, e.g. `GET`)", spec.name, spec.method));
+                        continue;
+                    }
+                };
+                if !spec.path.starts_with('/') {
+                    err(Some("path:"), format!("route `{}`: path `{}` must start with `/`", spec.name, spec.path));
+                    continue;
+                }
+                let needed = spec.handler.required_resource();
+                if spec.resource != needed {
+                    err(Some("resource:"), format!(
+                        "route `{}`: handler `{:?}` needs `resource: {}`",
+                        spec.name,
+                        spec.handler,
+                        if needed == ResourceKind::Model { "model" } else { "api" }
+                    ));
+                }
+                let action = match (&spec.action, spec.public) {
+                    (Some(_), true) => {
+                        err(Some("action:"), format!("route `{}` is public, so it cannot have an `action`", spec.name));
+                        None
+                    }
+                    (None, true) => None,
+                    (None, false) => {
+                        err(None, format!("route `{}` needs an `action` (or `public: true`)", spec.name));
+                        None
+                    }
+                    (Some(a), false) => match &policy {
+                        Some(p) => match p.action(a) {
+                            Some(uid) => {
+                                let ty = if spec.resource == ResourceKind::Model { &p.types.model } else { &p.types.api };
+                                if let Err(e) = p.check_action_applies(uid, ty) {
+                                    err(Some("action:"), format!("route `{}`: action `{a}` does not fit the schema: {e}", spec.name));
+                                }
+                                Some((a.clone(), uid.clone()))
+                            }
+                            None => {
+                                err(Some("action:"), format!("route `{}`: action `{a}` is not declared in the Cedar schema", spec.name));
+                                None
+                            }
+                        },
+                        None => None,
+                    },
+                };
+                if !spec.public && spec.auth.is_empty() {
+                    err(Some("auth:"), format!("route `{}` accepts no authentication method; list one or set `public: true`", spec.name));
+                }
+                if spec.public && matches!(spec.handler, HandlerKind::Whoami | HandlerKind::ChatCompletions | HandlerKind::ListModels | HandlerKind::GetModel) {
+                    err(Some("public:"), format!("route `{}`: handler `{:?}` needs a caller and cannot be public", spec.name, spec.handler));
+                }
+                compiled.push((
+                    spec.path.clone(),
+                    Route {
+                        name: spec.name.clone(),
+                        method,
+                        handler: spec.handler,
+                        public: spec.public,
+                        auth: spec.auth.clone(),
+                        action,
+                        resource: spec.resource,
+                    },
+                ));
+            }
+            let names: Vec<String> = compiled.iter().map(|(_, r)| r.name.clone()).collect();
+            match Router::build(compiled) {
+                Ok(r) => router = Some(r),
+                Err(es) => {
+                    for (i, msg) in es {
+                        let line = names.get(i).and_then(|n| line_of(n, None));
+                        errors.push(ConfigError::new(rt_name, line, msg));
+                    }
+                }
+            }
+        }
+
+        match (router, policy) {
+            (Some(router), Some(policy)) if errors.is_empty() => Ok(Self {
+                router,
+                models,
+                policy,
+                max_body_bytes,
+            }),
+            _ => {
+                if errors.is_empty() {
+                    errors.push(ConfigError::new(&src.routes.name, None, "configuration is incomplete"));
+                }
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// The immutable engine, shared as `Arc<Engine>` by every request.
+pub struct Engine {
+    config: CompiledConfig,
+    directory: Arc<dyn Directory>,
+    providers: Providers,
+    loaded_at: i64,
+    request_prefix: String,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("routes", &self.config.router.routes().len())
+            .field("models", &self.config.models.len())
+            .field("directory", &self.directory.kind())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Loads and compiles `config_dir` and binds the engine to a directory.
+    pub fn load(config_dir: &Path, directory: Arc<dyn Directory>) -> Result<Self, ConfigErrors> {
+        Ok(Self::new(CompiledConfig::load(config_dir)?, directory))
+    }
+
+    /// Binds compiled config to a directory.
+    pub fn new(config: CompiledConfig, directory: Arc<dyn Directory>) -> Self {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        Self {
+            config,
+            directory,
+            providers: Providers::default(),
+            loaded_at: crate::directory::now(),
+            request_prefix: hex::encode(b),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Model aliases in config order.
+    pub fn models(&self) -> impl Iterator<Item = &ModelRuntime> {
+        self.config.models.values()
+    }
+
+    /// One alias.
+    pub fn model(&self, alias: &str) -> Option<&ModelRuntime> {
+        self.config.models.get(alias)
+    }
+
+    /// Providers.
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    /// When the engine was built (seconds since the epoch).
+    pub fn loaded_at(&self) -> i64 {
+        self.loaded_at
+    }
+
+    /// Largest accepted request body.
+    pub fn max_body_bytes(&self) -> usize {
+        self.config.max_body_bytes
+    }
+
+    /// True when `identity` may invoke `model` with the action of its kind.
+    pub fn may_invoke(&self, identity: &Identity, model: &ModelRuntime, facts: &RequestFacts) -> bool {
+        let Some(action) = self.config.policy.action(model.invoke_action()) else {
+            return false;
+        };
+        self.config
+            .policy
+            .authorize_model(&principal(identity), action, &model.alias, facts)
+            .allowed
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("req_{}{:012x}", self.request_prefix, n)
+    }
+
+    /// Answers one request. Never panics on client input; every failure is an OpenAI-style
+    /// error response.
+    pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = self.next_request_id();
+        let (mut response, user) = match self.dispatch(&request, &request_id).await {
+            Ok((r, user)) => (r, user),
+            Err((e, user)) => (e.into_response(), user),
+        };
+        if request.method() == Method::HEAD {
+            *response.body_mut() = Body::empty();
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        tracing::info!(
+            target: "pennyworth::access",
+            request_id = %request_id,
+            method = %request.method(),
+            path = request.uri().path(),
+            status = response.status().as_u16(),
+            user = user.as_deref().unwrap_or("-"),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+        response
+    }
+
+    /// The request path, in the one order that is safe: route → authenticate → parse →
+    /// authorize → handler. Authentication comes before parsing so an anonymous caller
+    /// learns nothing about bodies; authorization comes after parsing because the
+    /// resource (the model) is named in the body.
+    async fn dispatch(
+        &self,
+        request: &Request<Bytes>,
+        request_id: &str,
+    ) -> Result<(Response<Body>, Option<String>), (ApiError, Option<String>)> {
+        let fail = |e: ApiError| (e, None);
+        if request.body().len() > self.config.max_body_bytes {
+            return Err(fail(too_large(self.config.max_body_bytes)));
+        }
+        let path = request.uri().path();
+        let (route, params) = match self.config.router.at(request.method(), path) {
+            Match::Found(route, params) => (route, params),
+            Match::WrongMethod(methods) => return Err(fail(method_not_allowed(request.method(), path, methods))),
+            Match::NotFound => {
+                return Err(fail(ApiError::not_found("unknown_url", format!("unknown request URL: {} `{path}`", request.method()))));
+            }
+        };
+        let mut facts = RequestFacts {
+            source_ip: request.extensions().get::<ClientAddr>().map(|a| a.0.ip().to_string()),
+            ..RequestFacts::default()
+        };
+
+        if route.public {
+            let prepared = handlers::prepare(route.handler, request.body()).map_err(fail)?;
+            let ctx = Ctx {
+                engine: self,
+                identity: None,
+                params: &params,
+                request_id,
+                facts: &facts,
+            };
+            return handlers::run(route.handler, ctx, prepared).await.map(|r| (r, None)).map_err(fail);
+        }
+
+        let identity = auth::authenticate(&route.auth, request.headers(), self.directory.as_ref())
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let user = Some(identity.username.clone());
+        let with_user = |e: ApiError| (e, user.clone());
+
+        let prepared = handlers::prepare(route.handler, request.body()).map_err(with_user)?;
+        prepared.fill_facts(&mut facts);
+
+        let Some((action_name, action)) = &route.action else {
+            return Err(with_user(ApiError::internal(&format!("route `{}` has no action", route.name))));
+        };
+        let p = principal(&identity);
+        let (verdict, target) = match route.resource {
+            ResourceKind::Api => (self.config.policy.authorize_api(&p, action, &route.name, &facts), None),
+            ResourceKind::Model => {
+                let alias = prepared.model().unwrap_or_default();
+                if self.model(alias).is_none() {
+                    return Err(with_user(
+                        ApiError::not_found("model_not_found", format!("the model `{alias}` does not exist"))
+                            .with_param("model"),
+                    ));
+                }
+                (self.config.policy.authorize_model(&p, action, alias, &facts), Some(alias))
+            }
+        };
+        tracing::info!(
+            target: "pennyworth::audit",
+            request_id,
+            user = %identity.username,
+            action = %action_name,
+            route = %route.name,
+            model = target.unwrap_or(""),
+            allowed = verdict.allowed,
+            policies = ?verdict.reasons,
+            errors = ?verdict.errors,
+            "authorization"
+        );
+        if !verdict.allowed {
+            let message = match target {
+                Some(alias) => format!("you are not permitted to perform `{action_name}` on model `{alias}`"),
+                None => format!("you are not permitted to perform `{action_name}`"),
+            };
+            return Err(with_user(ApiError::forbidden(message)));
+        }
+
+        let ctx = Ctx {
+            engine: self,
+            identity: Some(&identity),
+            params: &params,
+            request_id,
+            facts: &facts,
+        };
+        handlers::run(route.handler, ctx, prepared)
+            .await
+            .map(|r| (r, user.clone()))
+            .map_err(with_user)
+    }
+}
+
+fn principal(identity: &Identity) -> PrincipalInfo<'_> {
+    PrincipalInfo {
+        user_id: &identity.user_id,
+        username: &identity.username,
+        groups: &identity.groups,
+        auth: identity.method.as_str(),
+    }
+}
+
+/// 413 for a body over the limit (also used by front ends that stop reading early).
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        crate::errors::ErrorKind::InvalidRequestError,
+        "request_too_large",
+        format!("the request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> ApiError {
+    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let mut e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::errors::ErrorKind::InvalidRequestError,
+        "method_not_allowed",
+        format!("method {method} is not allowed on `{path}`; allowed: {allow}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        e = e.with_header(header::ALLOW, v);
+    }
+    e
+}

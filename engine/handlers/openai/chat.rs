@@ -1,0 +1,309 @@
+//! `POST /v1/chat/completions`: buffered JSON or server-sent events in OpenAI's chunk format.
+
+use super::super::{Ctx, json};
+use super::types::{ChatRequest, Usage};
+use crate::body::{Body, BoxError};
+use crate::engine::ModelRuntime;
+use crate::errors::{ApiError, ErrorKind};
+use crate::providers::{ChatEvent, FinishReason, ProviderError, TokenUsage};
+use crate::usage::UsageRecord;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Unavailable(_) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorKind::ServerError,
+                "provider_unavailable",
+                e.to_string(),
+            ),
+            ProviderError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+        }
+    }
+}
+
+/// A completion or chunk id: `chatcmpl-` and 24 hex digits.
+fn completion_id() -> String {
+    let mut b = [0u8; 12];
+    // An id collision is harmless; fall back to zeros rather than fail the request.
+    let _ = getrandom::fill(&mut b);
+    format!("chatcmpl-{}", hex::encode(b))
+}
+
+fn unix_now() -> i64 {
+    crate::directory::now()
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+    system_fingerprint: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: Option<&'static str>,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiError> {
+    if let (Some(max), Some(asked)) = (model.max_output_tokens, request.output_limit())
+        && asked > max
+    {
+        let param = if request.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!("`{param}` is {asked}, but model `{}` allows at most {max}", model.alias),
+        )
+        .with_param(param));
+    }
+    Ok(())
+}
+
+/// Answers a chat completion.
+pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Body>, ApiError> {
+    let model = ctx.engine.model(&request.model).ok_or_else(|| {
+        ApiError::not_found("model_not_found", format!("the model `{}` does not exist", request.model))
+            .with_param("model")
+    })?;
+    check_limits(model, &request)?;
+    let provider = ctx.engine.providers().get(model.provider)?;
+    let identity = ctx
+        .identity
+        .ok_or_else(|| ApiError::internal(&"chat reached without an identity"))?;
+    let id = completion_id();
+    let created = unix_now();
+
+    if !request.is_stream() {
+        let out = provider.chat(&model.upstream, &request).await?;
+        UsageRecord {
+            request_id: ctx.request_id,
+            user: &identity.username,
+            key_id: identity.key_id.as_deref(),
+            model: &model.alias,
+            stream: false,
+            usage: out.usage,
+            cost: model.price.cost(out.usage),
+        }
+        .emit();
+        return json(
+            StatusCode::OK,
+            &Completion {
+                id: &id,
+                object: "chat.completion",
+                created,
+                model: &model.alias,
+                choices: [Choice {
+                    index: 0,
+                    message: AssistantMessage {
+                        role: "assistant",
+                        content: &out.content,
+                        refusal: None,
+                    },
+                    logprobs: None,
+                    finish_reason: out.finish.as_str(),
+                }],
+                usage: out.usage.into(),
+                system_fingerprint: None,
+            },
+        );
+    }
+
+    let events = provider.chat_stream(&model.upstream, &request).await?;
+    let include_usage = request.include_usage();
+    let sse = SseState {
+        id,
+        created,
+        model: model.alias.clone(),
+        include_usage,
+        usage: TokenUsage::default(),
+        finish: None,
+        done: false,
+        record: RecordOwned {
+            request_id: ctx.request_id.to_string(),
+            user: identity.username.clone(),
+            key_id: identity.key_id.clone(),
+            price: model.price.clone(),
+        },
+    };
+    let first = sse.chunk(
+        Delta {
+            role: Some("assistant"),
+            content: Some(""),
+        },
+        None,
+    );
+    let body = futures_util::stream::once(async move { Ok::<Bytes, BoxError>(first) }).chain(
+        events
+            .map(Some)
+            .chain(futures_util::stream::once(async { None }))
+            .scan(sse, |state, event| {
+                let out = if state.done {
+                    None
+                } else {
+                    Some(state.on_event(event))
+                };
+                async move { out }
+            })
+            .filter_map(|b| async move { b.map(Ok::<Bytes, BoxError>) }),
+    );
+    let mut response = Response::new(Body::stream(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+struct RecordOwned {
+    request_id: String,
+    user: String,
+    key_id: Option<String>,
+    price: crate::usage::Price,
+}
+
+struct SseState {
+    id: String,
+    created: i64,
+    model: String,
+    include_usage: bool,
+    usage: TokenUsage,
+    finish: Option<FinishReason>,
+    done: bool,
+    record: RecordOwned,
+}
+
+fn sse_line(json: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(json.len() + 8);
+    v.extend_from_slice(b"data: ");
+    v.extend_from_slice(json);
+    v.extend_from_slice(b"\n\n");
+    Bytes::from(v)
+}
+
+impl SseState {
+    fn chunk(&self, delta: Delta<'_>, finish: Option<&'static str>) -> Bytes {
+        self.encode(vec![ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: finish,
+        }], None)
+    }
+
+    fn encode(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> Bytes {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices,
+            usage: if self.include_usage { Some(usage) } else { None },
+        };
+        sse_line(&serde_json::to_vec(&chunk).unwrap_or_default())
+    }
+
+    /// Turns one provider event (or the end, `None`) into SSE bytes (possibly empty).
+    fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+        match event {
+            Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(
+                Delta {
+                    role: None,
+                    content: Some(&t),
+                },
+                None,
+            )),
+            Some(Ok(ChatEvent::Finish(f))) => {
+                self.finish = Some(f);
+                Some(self.chunk(Delta::default(), Some(f.as_str())))
+            }
+            Some(Ok(ChatEvent::Usage(u))) => {
+                self.usage = u;
+                None
+            }
+            Some(Err(e)) => {
+                // A failure mid-stream ends the stream with an OpenAI error event.
+                self.done = true;
+                self.emit_usage();
+                let err = ApiError::from(e);
+                Some(sse_line(&err.body_bytes()))
+            }
+            None => {
+                self.done = true;
+                self.emit_usage();
+                let mut out = Vec::new();
+                if self.finish.is_none() {
+                    out.extend_from_slice(&self.chunk(Delta::default(), Some(FinishReason::Stop.as_str())));
+                }
+                if self.include_usage {
+                    out.extend_from_slice(&self.encode(Vec::new(), Some(self.usage.into())));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                Some(Bytes::from(out))
+            }
+        }
+    }
+
+    fn emit_usage(&self) {
+        UsageRecord {
+            request_id: &self.record.request_id,
+            user: &self.record.user,
+            key_id: self.record.key_id.as_deref(),
+            model: &self.model,
+            stream: true,
+            usage: self.usage,
+            cost: self.record.price.cost(self.usage),
+        }
+        .emit();
+    }
+}

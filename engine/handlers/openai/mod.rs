@@ -1,0 +1,5 @@
+//! The OpenAI-compatible API.
+
+pub mod chat;
+pub mod models;
+pub mod types;

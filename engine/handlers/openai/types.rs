@@ -1,0 +1,349 @@
+//! OpenAI request and response shapes. Client bodies are lenient: unknown fields are
+//! accepted and ignored; known fields are type-checked and range-checked with the offending
+//! parameter named in the error.
+
+use crate::errors::ApiError;
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/chat/completions` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    /// Model alias.
+    pub model: String,
+    /// Conversation.
+    pub messages: Vec<Message>,
+    /// Stream the answer as server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Legacy output limit.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Output limit.
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 2.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, 0 to 1.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Number of choices (only 1 is supported).
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// End-user id for abuse tracking.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a final chunk with usage.
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// `stop`: one string or up to four.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One sequence.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// Message roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// System prompt.
+    System,
+    /// Developer prompt (system for newer models).
+    Developer,
+    /// User.
+    User,
+    /// Assistant.
+    Assistant,
+    /// Tool result.
+    Tool,
+}
+
+/// One message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    /// Author.
+    pub role: Role,
+    /// Text or parts; may be null for assistant messages with tool calls.
+    #[serde(default)]
+    pub content: Option<Content>,
+    /// Optional author name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Assistant tool calls (kept as sent).
+    #[serde(default)]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// For tool messages: the call answered.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// Message content.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Content parts.
+    Parts(Vec<ContentPart>),
+}
+
+/// A content part; `type` decides which other field is set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContentPart {
+    /// `text`, `image_url`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `text`.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// For `image_url`.
+    #[serde(default)]
+    pub image_url: Option<ImageUrl>,
+}
+
+/// An image reference.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageUrl {
+    /// `data:` or `https:` URL.
+    pub url: String,
+    /// `low`, `high`, `auto`.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl Message {
+    /// The text of the message (text parts joined by newlines).
+    pub fn text(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// Turns a serde error at a path into a 400 naming the parameter.
+pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {}", strip_position(&inner.to_string())),
+        );
+    }
+    let raw = strip_position(&inner.to_string());
+    if path == "." || path.is_empty() {
+        let msg = if let Some(field) = raw.strip_prefix("missing field ") {
+            let field = field.trim_matches('`');
+            return ApiError::bad_request("missing_required_parameter", format!("missing required parameter: `{field}`"))
+                .with_param(field);
+        } else {
+            format!("invalid request body: {raw}")
+        };
+        return ApiError::bad_request("invalid_request_body", msg);
+    }
+    if let Some(field) = raw.strip_prefix("missing field ") {
+        let field = field.trim_matches('`');
+        let param = format!("{path}.{field}");
+        return ApiError::bad_request("missing_required_parameter", format!("missing required parameter: `{param}`"))
+            .with_param(param);
+    }
+    let raw = plain_types(&raw);
+    let raw = raw.replace(
+        "data did not match any variant of untagged enum Content",
+        "expected a string or an array of content parts",
+    );
+    let raw = raw.replace(
+        "data did not match any variant of untagged enum Stop",
+        "expected a string or an array of strings",
+    );
+    ApiError::bad_request("invalid_type", format!("invalid value for `{path}`: {raw}")).with_param(path)
+}
+
+/// Replaces Rust type names in serde messages with JSON words.
+fn plain_types(s: &str) -> String {
+    let mut out = s.to_string();
+    for (from, to) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("expected a borrowed string", "expected a string"),
+        ("integer `", "number `"),
+        ("floating point `", "number `"),
+        ("invalid type: map", "invalid type: object"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("unit value", "null"),
+    ] {
+        out = out.replace(from, to);
+    }
+    if let Some(i) = out.find(", expected struct ") {
+        out.truncate(i);
+        out.push_str(", expected an object");
+    }
+    out
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+impl ChatRequest {
+    /// Parses and validates a body.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(body_error)?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// The effective output limit.
+    pub fn output_limit(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// True when the answer is streamed.
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// True when a streamed answer ends with a usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        let bad = |param: &str, msg: String| {
+            Err(ApiError::bad_request("invalid_value", msg).with_param(param))
+        };
+        if self.model.trim().is_empty() {
+            return bad("model", "`model` must not be empty".into());
+        }
+        if self.messages.is_empty() {
+            return bad("messages", "`messages` must contain at least one message".into());
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            match (&m.content, m.role) {
+                (None, Role::Assistant) if m.tool_calls.is_some() => {}
+                (None, _) => {
+                    return Err(ApiError::bad_request(
+                        "missing_required_parameter",
+                        format!("missing required parameter: `messages[{i}].content`"),
+                    )
+                    .with_param(format!("messages[{i}].content")));
+                }
+                (Some(Content::Parts(parts)), _) => {
+                    for (j, p) in parts.iter().enumerate() {
+                        let param = format!("messages[{i}].content[{j}]");
+                        match p.kind.as_str() {
+                            "text" if p.text.is_some() => {}
+                            "text" => return bad(&param, format!("`{param}` of type `text` needs a `text` field")),
+                            "image_url" if p.image_url.is_some() => {}
+                            "image_url" => {
+                                return bad(&param, format!("`{param}` of type `image_url` needs an `image_url` field"));
+                            }
+                            other => {
+                                return bad(&param, format!("`{param}` has unsupported content part type `{other}`"));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if m.role == Role::Tool && m.tool_call_id.is_none() {
+                return Err(ApiError::bad_request(
+                    "missing_required_parameter",
+                    format!("missing required parameter: `messages[{i}].tool_call_id`"),
+                )
+                .with_param(format!("messages[{i}].tool_call_id")));
+            }
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return bad("temperature", format!("`temperature` must be between 0 and 2, got {t}"));
+        }
+        if let Some(p) = self.top_p
+            && !(0.0..=1.0).contains(&p)
+        {
+            return bad("top_p", format!("`top_p` must be between 0 and 1, got {p}"));
+        }
+        if let Some(n) = self.n
+            && n != 1
+        {
+            return bad("n", format!("`n` must be 1 (this gateway returns one choice), got {n}"));
+        }
+        for (param, v) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+            if v == Some(0) {
+                return bad(param, format!("`{param}` must be at least 1"));
+            }
+        }
+        if let Some(Stop::Many(v)) = &self.stop
+            && v.len() > 4
+        {
+            return bad("stop", format!("`stop` takes at most 4 sequences, got {}", v.len()));
+        }
+        if self.stream_options.is_some() && !self.is_stream() {
+            return bad("stream_options", "`stream_options` is only allowed when `stream` is true".into());
+        }
+        Ok(())
+    }
+}
+
+/// `usage` of a response.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Sum.
+    pub total_tokens: u64,
+}
+
+impl From<crate::providers::TokenUsage> for Usage {
+    fn from(u: crate::providers::TokenUsage) -> Self {
+        Self {
+            prompt_tokens: u.prompt,
+            completion_tokens: u.completion,
+            total_tokens: u.prompt + u.completion,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The Lambda front end: API Gateway REST (v1) and HTTP API (v2) events, as `lambda_http`
+//! decodes them, turned into engine requests. No logic of its own.
+
+use crate::body::Body;
+use crate::engine::{ClientAddr, Engine};
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use std::net::{IpAddr, SocketAddr};
+
+fn source_ip(request: &lambda_http::Request) -> Option<IpAddr> {
+    let ip = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(c) => c.identity.source_ip.clone()?,
+        RequestContext::ApiGatewayV2(c) => c.http.source_ip.clone()?,
+        #[allow(unreachable_patterns, reason = "other event kinds exist when their features are on")]
+        _ => return None,
+    };
+    ip.parse().ok()
+}
+
+/// Converts a `lambda_http` request into the engine's request: the path as the client sent
+/// it (without the API Gateway stage), headers, body, and the client address.
+pub fn to_engine_request(request: lambda_http::Request) -> Request<Bytes> {
+    let path = request.raw_http_path().to_string();
+    let peer = source_ip(&request);
+    let (parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let uri = path_and_query.parse::<Uri>().unwrap_or_else(|_| parts.uri.clone());
+    let bytes = match body {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(t) => Bytes::from(t),
+        lambda_http::Body::Binary(b) => Bytes::from(b),
+        #[allow(unreachable_patterns, reason = "the body enum is non-exhaustive")]
+        _ => Bytes::new(),
+    };
+    let mut out = Request::new(bytes);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = parts.headers;
+    if let Some(ip) = peer {
+        out.extensions_mut().insert(ClientAddr(SocketAddr::new(ip, 0)));
+    }
+    out
+}
+
+/// Answers one Lambda HTTP event.
+pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<Body> {
+    engine.handle(to_engine_request(request)).await
+}

@@ -1,0 +1,396 @@
+//! Cedar: the schema and policy set compiled once at load, and the per-request authorization.
+//!
+//! Evaluation errors mean deny (fail closed). Which policies decided goes to the log, never to
+//! the client.
+
+use crate::config::{ConfigError, SourceFile, line_of_offset};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+/// The Cedar namespace of every Pennyworth entity type and action.
+pub const NAMESPACE: &str = "Pennyworth";
+
+/// Entity types the engine builds.
+#[derive(Debug, Clone)]
+pub struct EntityTypes {
+    /// `Pennyworth::User`.
+    pub user: EntityTypeName,
+    /// `Pennyworth::Group`.
+    pub group: EntityTypeName,
+    /// `Pennyworth::Model`.
+    pub model: EntityTypeName,
+    /// `Pennyworth::ModelGroup`.
+    pub model_group: EntityTypeName,
+    /// `Pennyworth::Api`.
+    pub api: EntityTypeName,
+    /// `Pennyworth::Action`.
+    pub action: EntityTypeName,
+}
+
+impl EntityTypes {
+    fn new() -> Result<Self, String> {
+        let t = |name: &str| {
+            EntityTypeName::from_str(&format!("{NAMESPACE}::{name}"))
+                .map_err(|e| format!("entity type `{name}`: {e}"))
+        };
+        Ok(Self {
+            user: t("User")?,
+            group: t("Group")?,
+            model: t("Model")?,
+            model_group: t("ModelGroup")?,
+            api: t("Api")?,
+            action: t("Action")?,
+        })
+    }
+
+    /// `<type>::"<id>"`.
+    pub fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+}
+
+/// The principal as Cedar sees it.
+#[derive(Debug, Clone)]
+pub struct PrincipalInfo<'a> {
+    /// Stable user id (Cognito `sub`, or the local store's id).
+    pub user_id: &'a str,
+    /// User name.
+    pub username: &'a str,
+    /// Groups.
+    pub groups: &'a [String],
+    /// Authentication method name.
+    pub auth: &'static str,
+}
+
+/// Per-request facts policies may use.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// The request asks for a streamed answer.
+    pub stream: bool,
+    /// Requested output token limit, if any.
+    pub max_tokens: Option<u64>,
+    /// Client address, if known.
+    pub source_ip: Option<String>,
+}
+
+/// The outcome of an authorization, with the deciding policy ids for the audit log.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Policy ids that decided.
+    pub reasons: Vec<String>,
+    /// Evaluation errors (each one denied the policy it occurred in).
+    pub errors: Vec<String>,
+}
+
+/// Compiled Cedar state.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    authorizer: Authorizer,
+    /// Entity type names, built once.
+    pub types: EntityTypes,
+    actions: HashMap<String, EntityUid>,
+    models: HashMap<String, Entity>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("policies", &self.policies.policies().count())
+            .field("actions", &self.actions.len())
+            .field("models", &self.models.len())
+            .finish()
+    }
+}
+
+/// Renders a Cedar diagnostic (and its related ones) as config errors with lines.
+fn diagnostics(file: &SourceFile, diag: &dyn miette::Diagnostic, out: &mut Vec<ConfigError>) {
+    let line = diag
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| line_of_offset(&file.text, l.offset()));
+    let mut message = diag.to_string();
+    if let Some(help) = diag.help() {
+        message.push_str(&format!(" (help: {help})"));
+    }
+    out.push(ConfigError::new(&file.name, line, message));
+    if let Some(related) = diag.related() {
+        for r in related {
+            diagnostics(file, r, out);
+        }
+    }
+}
+
+/// A model alias as a Cedar entity: `Model::"<alias>"` in its `ModelGroup`s.
+pub struct ModelEntity<'a> {
+    /// Alias.
+    pub alias: &'a str,
+    /// Model groups.
+    pub groups: &'a [String],
+    /// Provider name.
+    pub provider: &'a str,
+    /// Model kind name.
+    pub kind: &'a str,
+}
+
+impl PolicyEngine {
+    /// Parses the schema and every policy file, validates them in strict mode, and builds the
+    /// model entities. Returns every problem found.
+    pub fn compile(
+        schema_file: &SourceFile,
+        policy_files: &[SourceFile],
+        models: &[ModelEntity<'_>],
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let types = EntityTypes::new().map_err(|e| vec![ConfigError::new(&schema_file.name, None, e)])?;
+        let schema = match Schema::from_cedarschema_str(&schema_file.text) {
+            Ok((schema, _warnings)) => schema,
+            Err(e) => {
+                diagnostics(schema_file, &e, &mut errors);
+                return Err(errors);
+            }
+        };
+        let validator = Validator::new(schema.clone());
+        let mut policies = PolicySet::new();
+        for file in policy_files {
+            let parsed = match PolicySet::from_str(&file.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    diagnostics(file, &e, &mut errors);
+                    continue;
+                }
+            };
+            let stem = file
+                .name
+                .rsplit('/')
+                .next()
+                .unwrap_or(&file.name)
+                .trim_end_matches(".cedar");
+            // Policy ids: `@id("...")` when given, else `<file>.<n>` in file order; unique
+            // across files so the audit log names exactly one policy.
+            let mut renamed = PolicySet::new();
+            let mut in_file: Vec<&Policy> = parsed.policies().collect();
+            in_file.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
+            for (n, p) in in_file.into_iter().enumerate() {
+                let id = p
+                    .annotation("id")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{stem}.{n}"));
+                let p = p.new_id(PolicyId::new(&id));
+                if let Err(e) = renamed.add(p.clone()) {
+                    errors.push(ConfigError::new(&file.name, None, format!("policy id `{id}`: {e}")));
+                    continue;
+                }
+                if let Err(e) = policies.add(p) {
+                    errors.push(ConfigError::new(
+                        &file.name,
+                        None,
+                        format!("policy id `{id}` is used twice: {e}"),
+                    ));
+                }
+            }
+            if parsed.templates().next().is_some() {
+                errors.push(ConfigError::new(
+                    &file.name,
+                    None,
+                    "policy templates are not supported; write static policies",
+                ));
+            }
+            let result = validator.validate(&renamed, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                diagnostics(file, e, &mut errors);
+            }
+        }
+
+        let mut actions = HashMap::new();
+        for uid in schema.actions() {
+            actions.insert(uid.id().unescaped().to_string(), uid.clone());
+        }
+
+        let mut model_entities = HashMap::new();
+        for m in models {
+            let parents: HashSet<EntityUid> = m
+                .groups
+                .iter()
+                .map(|g| EntityTypes::uid(&types.model_group, g))
+                .collect();
+            let attrs = HashMap::from([
+                (
+                    "provider".to_string(),
+                    RestrictedExpression::new_string(m.provider.to_string()),
+                ),
+                (
+                    "kind".to_string(),
+                    RestrictedExpression::new_string(m.kind.to_string()),
+                ),
+            ]);
+            match Entity::new(EntityTypes::uid(&types.model, m.alias), attrs, parents) {
+                Ok(e) => {
+                    model_entities.insert(m.alias.to_string(), e);
+                }
+                Err(e) => errors.push(ConfigError::new(
+                    crate::config::MODELS_FILE,
+                    None,
+                    format!("model `{}`: {e}", m.alias),
+                )),
+            }
+        }
+        // The model entities must conform to the schema (attribute names and types).
+        if let Err(e) = Entities::from_entities(model_entities.values().cloned(), Some(&schema)) {
+            errors.push(ConfigError::new(
+                &schema_file.name,
+                None,
+                format!("model entities do not match the schema: {e}"),
+            ));
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            schema,
+            policies,
+            authorizer: Authorizer::new(),
+            types,
+            actions,
+            models: model_entities,
+        })
+    }
+
+    /// The action uid for a schema action name, if declared.
+    pub fn action(&self, name: &str) -> Option<&EntityUid> {
+        self.actions.get(name)
+    }
+
+    /// Checks at load time that `action` applies to a principal `User` and a resource of
+    /// `resource_type` with the standard context.
+    pub fn check_action_applies(&self, action: &EntityUid, resource_type: &EntityTypeName) -> Result<(), String> {
+        let context = Self::context("api_key", &RequestFacts::default()).map_err(|e| e.to_string())?;
+        Request::new(
+            EntityTypes::uid(&self.types.user, "check"),
+            action.clone(),
+            EntityTypes::uid(resource_type, "check"),
+            context,
+            Some(&self.schema),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn context(auth: &str, facts: &RequestFacts) -> Result<Context, cedar_policy::ContextCreationError> {
+        let mut pairs = vec![
+            ("auth".to_string(), RestrictedExpression::new_string(auth.to_string())),
+            ("stream".to_string(), RestrictedExpression::new_bool(facts.stream)),
+        ];
+        if let Some(max) = facts.max_tokens {
+            pairs.push((
+                "max_tokens".to_string(),
+                RestrictedExpression::new_long(i64::try_from(max).unwrap_or(i64::MAX)),
+            ));
+        }
+        if let Some(ip) = &facts.source_ip {
+            pairs.push(("source_ip".to_string(), RestrictedExpression::new_string(ip.clone())));
+        }
+        Context::from_pairs(pairs)
+    }
+
+    fn principal_entity(&self, p: &PrincipalInfo<'_>) -> Result<Entity, String> {
+        let parents: HashSet<EntityUid> = p
+            .groups
+            .iter()
+            .map(|g| EntityTypes::uid(&self.types.group, g))
+            .collect();
+        let attrs = HashMap::from([
+            (
+                "username".to_string(),
+                RestrictedExpression::new_string(p.username.to_string()),
+            ),
+            ("auth".to_string(), RestrictedExpression::new_string(p.auth.to_string())),
+        ]);
+        Entity::new(EntityTypes::uid(&self.types.user, p.user_id), attrs, parents).map_err(|e| e.to_string())
+    }
+
+    /// Authorizes `principal` to do `action` on `Api::"<route>"`.
+    pub fn authorize_api(
+        &self,
+        principal: &PrincipalInfo<'_>,
+        action: &EntityUid,
+        route: &str,
+        facts: &RequestFacts,
+    ) -> Verdict {
+        let resource = EntityTypes::uid(&self.types.api, route);
+        self.authorize(principal, action, resource, None, facts)
+    }
+
+    /// Authorizes `principal` to do `action` on `Model::"<alias>"` (which must be configured).
+    pub fn authorize_model(
+        &self,
+        principal: &PrincipalInfo<'_>,
+        action: &EntityUid,
+        alias: &str,
+        facts: &RequestFacts,
+    ) -> Verdict {
+        let Some(entity) = self.models.get(alias) else {
+            return Verdict {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec![format!("model `{alias}` is not configured")],
+            };
+        };
+        self.authorize(principal, action, entity.uid(), Some(entity), facts)
+    }
+
+    fn authorize(
+        &self,
+        principal: &PrincipalInfo<'_>,
+        action: &EntityUid,
+        resource: EntityUid,
+        resource_entity: Option<&Entity>,
+        facts: &RequestFacts,
+    ) -> Verdict {
+        let deny = |why: String| Verdict {
+            allowed: false,
+            reasons: Vec::new(),
+            errors: vec![why],
+        };
+        let user = match self.principal_entity(principal) {
+            Ok(u) => u,
+            Err(e) => return deny(e),
+        };
+        let principal_uid = user.uid();
+        let context = match Self::context(principal.auth, facts) {
+            Ok(c) => c,
+            Err(e) => return deny(e.to_string()),
+        };
+        let request = match Request::new(principal_uid, action.clone(), resource, context, None) {
+            Ok(r) => r,
+            Err(e) => return deny(e.to_string()),
+        };
+        let entities = match Entities::from_entities(
+            std::iter::once(user).chain(resource_entity.cloned()),
+            None,
+        ) {
+            Ok(e) => e,
+            Err(e) => return deny(e.to_string()),
+        };
+        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        Verdict {
+            allowed: response.decision() == Decision::Allow,
+            reasons: diagnostics.reason().map(ToString::to_string).collect(),
+            errors: diagnostics.errors().map(ToString::to_string).collect(),
+        }
+    }
+}
