@@ -96,6 +96,8 @@ pub struct PolicyEngine {
     /// Entity type names, built once.
     pub types: EntityTypes,
     actions: HashMap<String, EntityUid>,
+    /// Action entities with their groups, so `action in Action::"invoke"` holds.
+    action_entities: Vec<Entity>,
     models: HashMap<String, Entity>,
 }
 
@@ -214,6 +216,13 @@ impl PolicyEngine {
             }
         }
 
+        let action_entities: Vec<Entity> = match schema.action_entities() {
+            Ok(entities) => entities.iter().cloned().collect(),
+            Err(e) => {
+                errors.push(ConfigError::new(&schema_file.name, None, format!("action hierarchy: {e}")));
+                Vec::new()
+            }
+        };
         let mut actions = HashMap::new();
         for uid in schema.actions() {
             actions.insert(uid.id().unescaped().to_string(), uid.clone());
@@ -265,6 +274,7 @@ impl PolicyEngine {
             authorizer: Authorizer::new(),
             types,
             actions,
+            action_entities,
             models: model_entities,
         })
     }
@@ -379,7 +389,9 @@ impl PolicyEngine {
             Err(e) => return deny(e.to_string()),
         };
         let entities = match Entities::from_entities(
-            std::iter::once(user).chain(resource_entity.cloned()),
+            std::iter::once(user)
+                .chain(resource_entity.cloned())
+                .chain(self.action_entities.iter().cloned()),
             None,
         ) {
             Ok(e) => e,

@@ -225,6 +225,16 @@ impl ChatRequest {
                 "the request body is empty; send a JSON object",
             ));
         }
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            let probe: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(body);
+            return Err(match probe {
+                Err(e) => ApiError::bad_request(
+                    "invalid_json",
+                    format!("the request body is not valid JSON: {}", strip_position(&e.to_string())),
+                ),
+                Ok(_) => ApiError::bad_request("invalid_request_body", "the request body must be a JSON object"),
+            });
+        }
         let de = &mut serde_json::Deserializer::from_slice(body);
         let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(body_error)?;
         request.validate()?;
