@@ -3,9 +3,11 @@
 
 use crate::auth::{self, Identity};
 use crate::body::Body;
-use crate::config::models::{ModelKind, ModelsFile, ProviderKind};
-use crate::config::routes::{HandlerKind, ResourceKind, RoutesFile};
-use crate::config::{self, ConfigError, ConfigErrors, ConfigSources, locate, parse_yaml};
+use crate::config::models::{ModelKind, ModelSpec, ModelsFile, ProviderKind};
+use crate::config::routes::{HandlerKind, ResourceKind, RouteSpec, RoutesFile};
+use crate::config::{
+    self, ConfigError, ConfigErrors, ConfigSources, locate, parse_entry, parse_yaml,
+};
 use crate::directory::Directory;
 use crate::errors::ApiError;
 use crate::handlers::{self, Ctx};
@@ -82,10 +84,29 @@ impl CompiledConfig {
     /// Compiles config sources, reporting every problem found.
     pub fn compile(src: &ConfigSources) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let routes_file: Option<RoutesFile> = parse_yaml(&src.routes).map_err(|e| errors.push(e)).ok();
-        let models_file: Option<ModelsFile> = parse_yaml(&src.models).map_err(|e| errors.push(e)).ok();
+        let routes_file: Option<RoutesFile> =
+            parse_yaml(&src.routes).map_err(|e| errors.push(e)).ok();
+        let models_file: Option<ModelsFile> =
+            parse_yaml(&src.models).map_err(|e| errors.push(e)).ok();
 
-        // Models.
+        // Models: each alias checked on its own, so every bad one is reported.
+        let mut specs: IndexMap<String, ModelSpec> = IndexMap::new();
+        if let Some(mf) = &models_file {
+            for (alias, value) in &mf.models {
+                let anchor = format!("{alias}:");
+                match parse_entry::<ModelSpec>(
+                    &src.models,
+                    value.clone(),
+                    &format!("models.{alias}"),
+                    &[&anchor],
+                ) {
+                    Ok(spec) => {
+                        specs.insert(alias.clone(), spec);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
         let mut models = IndexMap::new();
         if let Some(mf) = &models_file {
             let mf_name = &src.models.name;
@@ -100,7 +121,7 @@ impl CompiledConfig {
             if mf.models.is_empty() {
                 errors.push(ConfigError::new(mf_name, None, "no models are defined"));
             }
-            for (alias, spec) in &mf.models {
+            for (alias, spec) in &specs {
                 if !valid_alias(alias) {
                     errors.push(ConfigError::new(
                         mf_name,
@@ -116,7 +137,10 @@ impl CompiledConfig {
                         errors.push(ConfigError::new(
                             mf_name,
                             at(alias, None),
-                            format!("model `{alias}`: provider `{}` needs an `upstream` model id", p.as_str()),
+                            format!(
+                                "model `{alias}`: provider `{}` needs an `upstream` model id",
+                                p.as_str()
+                            ),
                         ));
                         String::new()
                     }
@@ -145,12 +169,19 @@ impl CompiledConfig {
                 }
                 for g in &spec.groups {
                     if let Err(e) = crate::directory::validate_name("model group", g) {
-                        errors.push(ConfigError::new(mf_name, at(alias, Some("groups:")), format!("model `{alias}`: {e}")));
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, Some("groups:")),
+                            format!("model `{alias}`: {e}"),
+                        ));
                     }
                 }
-                for (what, v) in [("input", Some(spec.pricing.input)), ("output", Some(spec.pricing.output)),
-                    ("cache_read", spec.pricing.cache_read), ("cache_write", spec.pricing.cache_write)]
-                {
+                for (what, v) in [
+                    ("input", Some(spec.pricing.input)),
+                    ("output", Some(spec.pricing.output)),
+                    ("cache_read", spec.pricing.cache_read),
+                    ("cache_write", spec.pricing.cache_write),
+                ] {
                     if v.is_some_and(|v| v.is_sign_negative()) {
                         errors.push(ConfigError::new(
                             mf_name,
@@ -166,7 +197,10 @@ impl CompiledConfig {
                         provider: spec.provider,
                         upstream,
                         kind: spec.kind,
-                        owned_by: spec.owned_by.clone().unwrap_or_else(|| spec.provider.as_str().to_string()),
+                        owned_by: spec
+                            .owned_by
+                            .clone()
+                            .unwrap_or_else(|| spec.provider.as_str().to_string()),
                         price: Price {
                             input: spec.pricing.input,
                             output: spec.pricing.output,
@@ -178,20 +212,15 @@ impl CompiledConfig {
         }
 
         // Policies (with the model entities they are evaluated against).
-        let entities: Vec<ModelEntity<'_>> = models_file
-            .as_ref()
-            .map(|mf| {
-                mf.models
-                    .iter()
-                    .map(|(alias, spec)| ModelEntity {
-                        alias,
-                        groups: &spec.groups,
-                        provider: spec.provider.as_str(),
-                        kind: spec.kind.as_str(),
-                    })
-                    .collect()
+        let entities: Vec<ModelEntity<'_>> = specs
+            .iter()
+            .map(|(alias, spec)| ModelEntity {
+                alias,
+                groups: &spec.groups,
+                provider: spec.provider.as_str(),
+                kind: spec.kind.as_str(),
             })
-            .unwrap_or_default();
+            .collect();
         let policy = PolicyEngine::compile(&src.schema, &src.policies, &entities)
             .map_err(|es| es.into_iter().for_each(|e| errors.push(e)))
             .ok();
@@ -203,67 +232,160 @@ impl CompiledConfig {
             max_body_bytes = rf.settings.max_body_bytes;
             let rt_name = &src.routes.name;
             let text = &src.routes.text;
-            let line_of = |name: &str, key: Option<&str>| {
+            // Routes are found by name; the n-th route of a name by its n-th occurrence.
+            let line_of_nth = |name: &str, nth: usize, key: Option<&str>| {
                 let anchor = format!("name: {name}");
-                match key {
-                    Some(k) => locate(text, &[&anchor, k]),
-                    None => locate(text, &[&anchor]),
-                }
-            };
-            if max_body_bytes == 0 {
-                errors.push(ConfigError::new(rt_name, locate(text, &["max_body_bytes:"]), "`max_body_bytes` must be at least 1"));
-            }
-            let mut names = std::collections::HashSet::new();
-            let mut compiled = Vec::new();
-            for spec in &rf.routes {
-                let line = line_of(&spec.name, None);
-                let mut err = |key: Option<&str>, msg: String| {
-                    errors.push(ConfigError::new(rt_name, key.and_then(|k| line_of(&spec.name, Some(k))).or(line), msg));
+                let start = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.trim_start().trim_start_matches("- ").trim_end() == anchor)
+                    .nth(nth)
+                    .map(|(i, _)| i)?;
+                let rest: String = text.lines().skip(start).collect::<Vec<_>>().join("\n");
+                let offset = match key {
+                    Some(k) => locate(&rest, &[k]).or(Some(1))?,
+                    None => 1,
                 };
-                if !names.insert(spec.name.clone()) {
+                Some(start + offset)
+            };
+            let mut seen: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::new();
+            if max_body_bytes == 0 {
+                errors.push(ConfigError::new(
+                    rt_name,
+                    locate(text, &["max_body_bytes:"]),
+                    "`max_body_bytes` must be at least 1",
+                ));
+            }
+            let mut compiled = Vec::new();
+            let mut lines = Vec::new();
+            for (i, value) in rf.routes.iter().enumerate() {
+                let name = value
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let nth = *seen
+                    .entry(name.clone())
+                    .and_modify(|n| *n += 1)
+                    .or_insert(0);
+                let anchor = format!("name: {name}");
+                let label = if name.is_empty() {
+                    format!("routes[{i}]")
+                } else {
+                    format!("route `{name}`")
+                };
+                let spec: RouteSpec =
+                    match parse_entry(&src.routes, value.clone(), &label, &[&anchor]) {
+                        Ok(s) => s,
+                        Err(mut e) => {
+                            if nth > 0 {
+                                e.line = line_of_nth(&name, nth, None).or(e.line);
+                            }
+                            errors.push(e);
+                            continue;
+                        }
+                    };
+                let line = line_of_nth(&spec.name, nth, None);
+                let mut err = |key: Option<&str>, msg: String| {
+                    errors.push(ConfigError::new(
+                        rt_name,
+                        key.and_then(|k| line_of_nth(&spec.name, nth, Some(k)))
+                            .or(line),
+                        msg,
+                    ));
+                };
+                if nth > 0 {
                     err(None, format!("route name `{}` is used twice", spec.name));
                 }
                 let method = match Method::from_bytes(spec.method.as_bytes()) {
                     Ok(m) if spec.method.bytes().all(|b| b.is_ascii_uppercase()) => m,
                     _ => {
-                        err(Some("method:"), format!("route `{}`: `{}` is not an HTTP method (write it in capitals, e.g. `GET`)", spec.name, spec.method));
+                        err(
+                            Some("method:"),
+                            format!(
+                                "route `{}`: `{}` is not an HTTP method (write it in capitals, e.g. `GET`)",
+                                spec.name, spec.method
+                            ),
+                        );
                         continue;
                     }
                 };
                 if !spec.path.starts_with('/') {
-                    err(Some("path:"), format!("route `{}`: path `{}` must start with `/`", spec.name, spec.path));
+                    err(
+                        Some("path:"),
+                        format!(
+                            "route `{}`: path `{}` must start with `/`",
+                            spec.name, spec.path
+                        ),
+                    );
                     continue;
                 }
                 let needed = spec.handler.required_resource();
                 if spec.resource != needed {
-                    err(Some("resource:"), format!(
-                        "route `{}`: handler `{:?}` needs `resource: {}`",
-                        spec.name,
-                        spec.handler,
-                        if needed == ResourceKind::Model { "model" } else { "api" }
-                    ));
+                    err(
+                        Some("resource:"),
+                        format!(
+                            "route `{}`: handler `{}` needs `resource: {}`",
+                            spec.name,
+                            spec.handler.as_str(),
+                            if needed == ResourceKind::Model {
+                                "model"
+                            } else {
+                                "api"
+                            }
+                        ),
+                    );
                 }
                 let action = match (&spec.action, spec.public) {
                     (Some(_), true) => {
-                        err(Some("action:"), format!("route `{}` is public, so it cannot have an `action`", spec.name));
+                        err(
+                            Some("action:"),
+                            format!(
+                                "route `{}` is public, so it cannot have an `action`",
+                                spec.name
+                            ),
+                        );
                         None
                     }
                     (None, true) => None,
                     (None, false) => {
-                        err(None, format!("route `{}` needs an `action` (or `public: true`)", spec.name));
+                        err(
+                            None,
+                            format!(
+                                "route `{}` needs an `action` (or `public: true`)",
+                                spec.name
+                            ),
+                        );
                         None
                     }
                     (Some(a), false) => match &policy {
                         Some(p) => match p.action(a) {
                             Some(uid) => {
-                                let ty = if spec.resource == ResourceKind::Model { &p.types.model } else { &p.types.api };
+                                let ty = if spec.resource == ResourceKind::Model {
+                                    &p.types.model
+                                } else {
+                                    &p.types.api
+                                };
                                 if let Err(e) = p.check_action_applies(uid, ty) {
-                                    err(Some("action:"), format!("route `{}`: action `{a}` does not fit the schema: {e}", spec.name));
+                                    err(
+                                        Some("action:"),
+                                        format!(
+                                            "route `{}`: action `{a}` does not fit the schema: {e}",
+                                            spec.name
+                                        ),
+                                    );
                                 }
                                 Some((a.clone(), uid.clone()))
                             }
                             None => {
-                                err(Some("action:"), format!("route `{}`: action `{a}` is not declared in the Cedar schema", spec.name));
+                                err(
+                                    Some("action:"),
+                                    format!(
+                                        "route `{}`: action `{a}` is not declared in the Cedar schema",
+                                        spec.name
+                                    ),
+                                );
                                 None
                             }
                         },
@@ -271,11 +393,33 @@ impl CompiledConfig {
                     },
                 };
                 if !spec.public && spec.auth.is_empty() {
-                    err(Some("auth:"), format!("route `{}` accepts no authentication method; list one or set `public: true`", spec.name));
+                    err(
+                        Some("auth:"),
+                        format!(
+                            "route `{}` accepts no authentication method; list one or set `public: true`",
+                            spec.name
+                        ),
+                    );
                 }
-                if spec.public && matches!(spec.handler, HandlerKind::Whoami | HandlerKind::ChatCompletions | HandlerKind::ListModels | HandlerKind::GetModel) {
-                    err(Some("public:"), format!("route `{}`: handler `{:?}` needs a caller and cannot be public", spec.name, spec.handler));
+                if spec.public
+                    && matches!(
+                        spec.handler,
+                        HandlerKind::Whoami
+                            | HandlerKind::ChatCompletions
+                            | HandlerKind::ListModels
+                            | HandlerKind::GetModel
+                    )
+                {
+                    err(
+                        Some("public:"),
+                        format!(
+                            "route `{}`: handler `{}` needs a caller and cannot be public",
+                            spec.name,
+                            spec.handler.as_str()
+                        ),
+                    );
                 }
+                lines.push(line);
                 compiled.push((
                     spec.path.clone(),
                     Route {
@@ -289,18 +433,21 @@ impl CompiledConfig {
                     },
                 ));
             }
-            let names: Vec<String> = compiled.iter().map(|(_, r)| r.name.clone()).collect();
             match Router::build(compiled) {
                 Ok(r) => router = Some(r),
                 Err(es) => {
                     for (i, msg) in es {
-                        let line = names.get(i).and_then(|n| line_of(n, None));
-                        errors.push(ConfigError::new(rt_name, line, msg));
+                        errors.push(ConfigError::new(
+                            rt_name,
+                            lines.get(i).copied().flatten(),
+                            msg,
+                        ));
                     }
                 }
             }
         }
 
+        errors.sort();
         match (router, policy) {
             (Some(router), Some(policy)) if errors.is_empty() => Ok(Self {
                 router,
@@ -310,7 +457,11 @@ impl CompiledConfig {
             }),
             _ => {
                 if errors.is_empty() {
-                    errors.push(ConfigError::new(&src.routes.name, None, "configuration is incomplete"));
+                    errors.push(ConfigError::new(
+                        &src.routes.name,
+                        None,
+                        "configuration is incomplete",
+                    ));
                 }
                 Err(errors)
             }
@@ -389,7 +540,12 @@ impl Engine {
     }
 
     /// True when `identity` may invoke `model` with the action of its kind.
-    pub fn may_invoke(&self, identity: &Identity, model: &ModelRuntime, facts: &RequestFacts) -> bool {
+    pub fn may_invoke(
+        &self,
+        identity: &Identity,
+        model: &ModelRuntime,
+        facts: &RequestFacts,
+    ) -> bool {
         let Some(action) = self.config.policy.action(model.invoke_action()) else {
             return false;
         };
@@ -448,13 +604,21 @@ impl Engine {
         let path = request.uri().path();
         let (route, params) = match self.config.router.at(request.method(), path) {
             Match::Found(route, params) => (route, params),
-            Match::WrongMethod(methods) => return Err(fail(method_not_allowed(request.method(), path, methods))),
+            Match::WrongMethod(methods) => {
+                return Err(fail(method_not_allowed(request.method(), path, methods)));
+            }
             Match::NotFound => {
-                return Err(fail(ApiError::not_found("unknown_url", format!("unknown request URL: {} `{path}`", request.method()))));
+                return Err(fail(ApiError::not_found(
+                    "unknown_url",
+                    format!("unknown request URL: {} `{path}`", request.method()),
+                )));
             }
         };
         let mut facts = RequestFacts {
-            source_ip: request.extensions().get::<ClientAddr>().map(|a| a.0.ip().to_string()),
+            source_ip: request
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|a| a.0.ip().to_string()),
             ..RequestFacts::default()
         };
 
@@ -467,7 +631,10 @@ impl Engine {
                 request_id,
                 facts: &facts,
             };
-            return handlers::run(route.handler, ctx, prepared).await.map(|r| (r, None)).map_err(fail);
+            return handlers::run(route.handler, ctx, prepared)
+                .await
+                .map(|r| (r, None))
+                .map_err(fail);
         }
 
         let identity = auth::authenticate(&route.auth, request.headers(), self.directory.as_ref())
@@ -480,20 +647,36 @@ impl Engine {
         prepared.fill_facts(&mut facts);
 
         let Some((action_name, action)) = &route.action else {
-            return Err(with_user(ApiError::internal(&format!("route `{}` has no action", route.name))));
+            return Err(with_user(ApiError::internal(&format!(
+                "route `{}` has no action",
+                route.name
+            ))));
         };
         let p = principal(&identity);
         let (verdict, target) = match route.resource {
-            ResourceKind::Api => (self.config.policy.authorize_api(&p, action, &route.name, &facts), None),
+            ResourceKind::Api => (
+                self.config
+                    .policy
+                    .authorize_api(&p, action, &route.name, &facts),
+                None,
+            ),
             ResourceKind::Model => {
                 let alias = prepared.model().unwrap_or_default();
                 if self.model(alias).is_none() {
                     return Err(with_user(
-                        ApiError::not_found("model_not_found", format!("the model `{alias}` does not exist"))
-                            .with_param("model"),
+                        ApiError::not_found(
+                            "model_not_found",
+                            format!("the model `{alias}` does not exist"),
+                        )
+                        .with_param("model"),
                     ));
                 }
-                (self.config.policy.authorize_model(&p, action, alias, &facts), Some(alias))
+                (
+                    self.config
+                        .policy
+                        .authorize_model(&p, action, alias, &facts),
+                    Some(alias),
+                )
             }
         };
         tracing::info!(
@@ -510,7 +693,9 @@ impl Engine {
         );
         if !verdict.allowed {
             let message = match target {
-                Some(alias) => format!("you are not permitted to perform `{action_name}` on model `{alias}`"),
+                Some(alias) => {
+                    format!("you are not permitted to perform `{action_name}` on model `{alias}`")
+                }
                 None => format!("you are not permitted to perform `{action_name}`"),
             };
             return Err(with_user(ApiError::forbidden(message)));
@@ -550,7 +735,11 @@ pub fn too_large(limit: usize) -> ApiError {
 }
 
 fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> ApiError {
-    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut e = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         crate::errors::ErrorKind::InvalidRequestError,

@@ -13,23 +13,52 @@ fn source_ip(request: &lambda_http::Request) -> Option<IpAddr> {
     let ip = match request.request_context_ref()? {
         RequestContext::ApiGatewayV1(c) => c.identity.source_ip.clone()?,
         RequestContext::ApiGatewayV2(c) => c.http.source_ip.clone()?,
-        #[allow(unreachable_patterns, reason = "other event kinds exist when their features are on")]
+        #[allow(
+            unreachable_patterns,
+            reason = "other event kinds exist when their features are on"
+        )]
         _ => return None,
     };
     ip.parse().ok()
 }
 
+/// The request path without the API Gateway stage. REST API events carry it without the
+/// stage already; HTTP API events with a named stage carry `/<stage>/...` in `rawPath`.
+fn route_path(request: &lambda_http::Request) -> String {
+    let raw = request.raw_http_path();
+    let raw = if raw.is_empty() {
+        request.uri().path()
+    } else {
+        raw
+    };
+    if let Some(RequestContext::ApiGatewayV2(c)) = request.request_context_ref()
+        && let Some(stage) = c.stage.as_deref()
+        && stage != "$default"
+        && let Some(rest) = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage))
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest.to_string()
+        };
+    }
+    raw.to_string()
+}
+
 /// Converts a `lambda_http` request into the engine's request: the path as the client sent
 /// it (without the API Gateway stage), headers, body, and the client address.
 pub fn to_engine_request(request: lambda_http::Request) -> Request<Bytes> {
-    let path = request.raw_http_path().to_string();
+    let path = route_path(&request);
     let peer = source_ip(&request);
     let (parts, body) = request.into_parts();
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
-    let uri = path_and_query.parse::<Uri>().unwrap_or_else(|_| parts.uri.clone());
+    let uri = path_and_query
+        .parse::<Uri>()
+        .unwrap_or_else(|_| parts.uri.clone());
     let bytes = match body {
         lambda_http::Body::Empty => Bytes::new(),
         lambda_http::Body::Text(t) => Bytes::from(t),
@@ -42,7 +71,8 @@ pub fn to_engine_request(request: lambda_http::Request) -> Request<Bytes> {
     *out.uri_mut() = uri;
     *out.headers_mut() = parts.headers;
     if let Some(ip) = peer {
-        out.extensions_mut().insert(ClientAddr(SocketAddr::new(ip, 0)));
+        out.extensions_mut()
+            .insert(ClientAddr(SocketAddr::new(ip, 0)));
     }
     out
 }

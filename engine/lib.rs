@@ -1,7 +1,10 @@
 //! Pennyworth: an OpenAI-compatible gateway over AWS Bedrock and other LLMs, driven by
 //! `routes.yaml`, `models.yaml` and Cedar policies compiled once into an immutable [`Engine`].
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod auth;
 pub mod body;

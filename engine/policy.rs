@@ -150,7 +150,8 @@ impl PolicyEngine {
         models: &[ModelEntity<'_>],
     ) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let types = EntityTypes::new().map_err(|e| vec![ConfigError::new(&schema_file.name, None, e)])?;
+        let types =
+            EntityTypes::new().map_err(|e| vec![ConfigError::new(&schema_file.name, None, e)])?;
         let schema = match Schema::from_cedarschema_str(&schema_file.text) {
             Ok((schema, _warnings)) => schema,
             Err(e) => {
@@ -192,7 +193,11 @@ impl PolicyEngine {
                     .unwrap_or_else(|| format!("{stem}.{n}"));
                 let p = p.new_id(PolicyId::new(&id));
                 if let Err(e) = renamed.add(p.clone()) {
-                    errors.push(ConfigError::new(&file.name, None, format!("policy id `{id}`: {e}")));
+                    errors.push(ConfigError::new(
+                        &file.name,
+                        None,
+                        format!("policy id `{id}`: {e}"),
+                    ));
                     continue;
                 }
                 if let Err(e) = policies.add(p) {
@@ -219,7 +224,11 @@ impl PolicyEngine {
         let action_entities: Vec<Entity> = match schema.action_entities() {
             Ok(entities) => entities.iter().cloned().collect(),
             Err(e) => {
-                errors.push(ConfigError::new(&schema_file.name, None, format!("action hierarchy: {e}")));
+                errors.push(ConfigError::new(
+                    &schema_file.name,
+                    None,
+                    format!("action hierarchy: {e}"),
+                ));
                 Vec::new()
             }
         };
@@ -286,8 +295,13 @@ impl PolicyEngine {
 
     /// Checks at load time that `action` applies to a principal `User` and a resource of
     /// `resource_type` with the standard context.
-    pub fn check_action_applies(&self, action: &EntityUid, resource_type: &EntityTypeName) -> Result<(), String> {
-        let context = Self::context("api_key", &RequestFacts::default()).map_err(|e| e.to_string())?;
+    pub fn check_action_applies(
+        &self,
+        action: &EntityUid,
+        resource_type: &EntityTypeName,
+    ) -> Result<(), String> {
+        let context =
+            Self::context("api_key", &RequestFacts::default()).map_err(|e| e.to_string())?;
         Request::new(
             EntityTypes::uid(&self.types.user, "check"),
             action.clone(),
@@ -299,10 +313,19 @@ impl PolicyEngine {
         .map_err(|e| e.to_string())
     }
 
-    fn context(auth: &str, facts: &RequestFacts) -> Result<Context, cedar_policy::ContextCreationError> {
+    fn context(
+        auth: &str,
+        facts: &RequestFacts,
+    ) -> Result<Context, String> {
         let mut pairs = vec![
-            ("auth".to_string(), RestrictedExpression::new_string(auth.to_string())),
-            ("stream".to_string(), RestrictedExpression::new_bool(facts.stream)),
+            (
+                "auth".to_string(),
+                RestrictedExpression::new_string(auth.to_string()),
+            ),
+            (
+                "stream".to_string(),
+                RestrictedExpression::new_bool(facts.stream),
+            ),
         ];
         if let Some(max) = facts.max_tokens {
             pairs.push((
@@ -311,9 +334,12 @@ impl PolicyEngine {
             ));
         }
         if let Some(ip) = &facts.source_ip {
-            pairs.push(("source_ip".to_string(), RestrictedExpression::new_string(ip.clone())));
+            pairs.push((
+                "source_ip".to_string(),
+                RestrictedExpression::new_string(ip.clone()),
+            ));
         }
-        Context::from_pairs(pairs)
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 
     fn principal_entity(&self, p: &PrincipalInfo<'_>) -> Result<Entity, String> {
@@ -327,9 +353,17 @@ impl PolicyEngine {
                 "username".to_string(),
                 RestrictedExpression::new_string(p.username.to_string()),
             ),
-            ("auth".to_string(), RestrictedExpression::new_string(p.auth.to_string())),
+            (
+                "auth".to_string(),
+                RestrictedExpression::new_string(p.auth.to_string()),
+            ),
         ]);
-        Entity::new(EntityTypes::uid(&self.types.user, p.user_id), attrs, parents).map_err(|e| e.to_string())
+        Entity::new(
+            EntityTypes::uid(&self.types.user, p.user_id),
+            attrs,
+            parents,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Authorizes `principal` to do `action` on `Api::"<route>"`.
@@ -382,7 +416,7 @@ impl PolicyEngine {
         let principal_uid = user.uid();
         let context = match Self::context(principal.auth, facts) {
             Ok(c) => c,
-            Err(e) => return deny(e.to_string()),
+            Err(e) => return deny(e),
         };
         let request = match Request::new(principal_uid, action.clone(), resource, context, None) {
             Ok(r) => r,
@@ -397,7 +431,9 @@ impl PolicyEngine {
             Ok(e) => e,
             Err(e) => return deny(e.to_string()),
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
         let diagnostics = response.diagnostics();
         Verdict {
             allowed: response.decision() == Decision::Allow,

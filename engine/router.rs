@@ -60,7 +60,13 @@ impl Router {
             if let Some(p) = by_path.iter().position(|x| *x == path) {
                 let entry = &mut paths[p];
                 if entry.methods.contains(&route.method) {
-                    errors.push((i, format!("duplicate route: `{} {path}` is defined twice", route.method)));
+                    errors.push((
+                        i,
+                        format!(
+                            "duplicate route: `{} {path}` is defined twice",
+                            route.method
+                        ),
+                    ));
                     continue;
                 }
                 entry.methods.push(route.method.clone());
@@ -83,7 +89,11 @@ impl Router {
         }
         // Route indexes in `paths` are positions in the input; keep them aligned.
         let routes = compiled.into_iter().map(|(_, r)| r).collect();
-        Ok(Self { table, paths, routes })
+        Ok(Self {
+            table,
+            paths,
+            routes,
+        })
     }
 
     /// Matches a method and path.
@@ -95,7 +105,11 @@ impl Router {
             return Match::NotFound;
         };
         // HEAD is answered like GET.
-        let wanted = if method == Method::HEAD { &Method::GET } else { method };
+        let wanted = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         match entry.methods.iter().position(|x| x == wanted) {
             Some(i) => {
                 let Some(route) = entry.routes.get(i).and_then(|r| self.routes.get(*r)) else {

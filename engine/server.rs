@@ -20,7 +20,11 @@ use tokio::net::TcpListener;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads the body up to the engine's limit and hands the request to the engine.
-async fn answer(engine: Arc<Engine>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    engine: Arc<Engine>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let limit = engine.max_body_bytes();
     let (mut parts, body) = request.into_parts();
     let declared = parts
@@ -33,13 +37,19 @@ async fn answer(engine: Arc<Engine>, peer: SocketAddr, request: Request<Incoming
     }
     let bytes: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return too_large(limit).into_response();
         }
         Err(e) => {
             tracing::debug!(error = %e, "client body read failed");
-            return crate::errors::ApiError::bad_request("body_read_failed", "the request body could not be read")
-                .into_response();
+            return crate::errors::ApiError::bad_request(
+                "body_read_failed",
+                "the request body could not be read",
+            )
+            .into_response();
         }
     };
     parts.extensions.insert(ClientAddr(peer));

@@ -19,7 +19,8 @@ impl Price {
     /// Cost in USD of `usage`.
     pub fn cost(&self, usage: TokenUsage) -> Decimal {
         let million = Decimal::from(1_000_000u32);
-        (Decimal::from(usage.prompt) * self.input + Decimal::from(usage.completion) * self.output) / million
+        (Decimal::from(usage.prompt) * self.input + Decimal::from(usage.completion) * self.output)
+            / million
     }
 }
 
@@ -71,7 +72,10 @@ mod tests {
             input: Decimal::from_str("3.00").unwrap(),
             output: Decimal::from_str("15.00").unwrap(),
         };
-        let c = p.cost(TokenUsage { prompt: 1000, completion: 2000 });
+        let c = p.cost(TokenUsage {
+            prompt: 1000,
+            completion: 2000,
+        });
         assert_eq!(c, Decimal::from_str("0.033").unwrap());
     }
 }

@@ -45,7 +45,9 @@ pub struct PresentedKey<'a> {
 
 impl std::fmt::Debug for PresentedKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresentedKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PresentedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +75,11 @@ pub fn generate(owner: &str) -> Result<GeneratedKey, RandomError> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut kid).map_err(|e| RandomError(e.to_string()))?;
     getrandom::fill(&mut secret).map_err(|e| RandomError(e.to_string()))?;
-    let id = format!("{}.{}", URL_SAFE_NO_PAD.encode(owner.as_bytes()), hex::encode(kid));
+    let id = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(owner.as_bytes()),
+        hex::encode(kid)
+    );
     let full = format!("{PREFIX}{id}.{}", URL_SAFE_NO_PAD.encode(secret));
     let hash = hash(&full);
     let last4 = full[full.len() - 4..].to_string();

@@ -58,8 +58,12 @@ impl From<AuthError> for ApiError {
             AuthError::Malformed | AuthError::Invalid => {
                 ApiError::unauthorized("invalid_api_key", "incorrect API key provided")
             }
-            AuthError::Expired => ApiError::unauthorized("expired_api_key", "the API key has expired"),
-            AuthError::Disabled => ApiError::unauthorized("user_disabled", "the user of this API key is disabled"),
+            AuthError::Expired => {
+                ApiError::unauthorized("expired_api_key", "the API key has expired")
+            }
+            AuthError::Disabled => {
+                ApiError::unauthorized("user_disabled", "the user of this API key is disabled")
+            }
             AuthError::Directory(d) => {
                 tracing::error!(error = %d, "directory failure during authentication");
                 ApiError::new(
@@ -83,11 +87,19 @@ fn credential(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
             return Err(AuthError::Malformed);
         }
         let token = token.trim();
-        return if token.is_empty() { Err(AuthError::Malformed) } else { Ok(Some(token)) };
+        return if token.is_empty() {
+            Err(AuthError::Malformed)
+        } else {
+            Ok(Some(token))
+        };
     }
     if let Some(v) = headers.get("x-api-key") {
         let v = v.to_str().map_err(|_| AuthError::Malformed)?.trim();
-        return if v.is_empty() { Err(AuthError::Malformed) } else { Ok(Some(v)) };
+        return if v.is_empty() {
+            Err(AuthError::Malformed)
+        } else {
+            Ok(Some(v))
+        };
     }
     Ok(None)
 }
@@ -102,7 +114,9 @@ pub async fn authenticate(
     for method in methods {
         match method {
             AuthMethod::ApiKey => {
-                let Some(presented) = api_key::parse(token) else { continue };
+                let Some(presented) = api_key::parse(token) else {
+                    continue;
+                };
                 return verify_key(&presented, directory, now()).await;
             }
         }
@@ -212,9 +226,18 @@ mod tests {
 
     #[test]
     fn credential_sources() {
-        assert_eq!(credential(&headers(&[("authorization", "Bearer abc")])).unwrap(), Some("abc"));
-        assert_eq!(credential(&headers(&[("authorization", "bearer  abc ")])).unwrap(), Some("abc"));
-        assert_eq!(credential(&headers(&[("x-api-key", "abc")])).unwrap(), Some("abc"));
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer abc")])).unwrap(),
+            Some("abc")
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer  abc ")])).unwrap(),
+            Some("abc")
+        );
+        assert_eq!(
+            credential(&headers(&[("x-api-key", "abc")])).unwrap(),
+            Some("abc")
+        );
         assert_eq!(credential(&headers(&[])).unwrap(), None);
         assert!(credential(&headers(&[("authorization", "Basic abc")])).is_err());
         assert!(credential(&headers(&[("authorization", "Bearer ")])).is_err());

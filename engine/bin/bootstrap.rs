@@ -38,7 +38,12 @@ async fn main() -> Result<(), lambda_http::Error> {
             for e in &errors.0 {
                 tracing::error!(target: "pennyworth::config", "{e}");
             }
-            return Err(format!("configuration in `{}` is invalid ({} problems)", dir.display(), errors.0.len()).into());
+            return Err(format!(
+                "configuration in `{}` is invalid ({} problems)",
+                dir.display(),
+                errors.0.len()
+            )
+            .into());
         }
     };
     lambda_http::run_with_streaming_response(lambda_http::service_fn(move |request| {

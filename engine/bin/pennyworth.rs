@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use pennyworth::CompiledConfig;
 use pennyworth::auth;
-use pennyworth::directory::local::LocalDirectory;
 use pennyworth::directory::Directory;
+use pennyworth::directory::local::LocalDirectory;
 use pennyworth::{Engine, server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "pennyworth", version, about = "OpenAI-compatible gateway over AWS Bedrock and other LLMs")]
+#[command(
+    name = "pennyworth",
+    version,
+    about = "OpenAI-compatible gateway over AWS Bedrock and other LLMs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,9 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("PENNYWORTH_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -65,7 +71,11 @@ fn init_logging() {
 }
 
 fn report_config_errors(dir: &Path, errors: &pennyworth::config::ConfigErrors) {
-    eprintln!("configuration in `{}` has {} problem(s):", dir.display(), errors.0.len());
+    eprintln!(
+        "configuration in `{}` has {} problem(s):",
+        dir.display(),
+        errors.0.len()
+    );
     for e in &errors.0 {
         eprintln!("  {e}");
     }
@@ -139,7 +149,10 @@ async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
     match auth::initialize(&directory, &admin).await {
         Ok((user, _, key)) => {
             if json {
-                println!("{}", serde_json::json!({"user": user.username, "key": key.expose()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"user": user.username, "key": key.expose()})
+                );
             } else {
                 print_key(&user.username, key.expose());
             }
@@ -168,7 +181,10 @@ fn check(config: PathBuf) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -176,8 +192,16 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config, data_dir, listen } => runtime.block_on(serve(config, data_dir, listen)),
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => runtime.block_on(serve(config, data_dir, listen)),
         Command::Check { config } => check(config),
-        Command::Init { data_dir, admin, json } => runtime.block_on(init(data_dir, admin, json)),
+        Command::Init {
+            data_dir,
+            admin,
+            json,
+        } => runtime.block_on(init(data_dir, admin, json)),
     }
 }

@@ -45,6 +45,25 @@ impl ConfigErrors {
         self.0.push(e);
     }
 
+    /// Orders problems by file (in order of first appearance), then line.
+    pub fn sort(&mut self) {
+        let mut files: Vec<String> = Vec::new();
+        for e in &self.0 {
+            if !files.contains(&e.file) {
+                files.push(e.file.clone());
+            }
+        }
+        self.0.sort_by_key(|e| {
+            (
+                files
+                    .iter()
+                    .position(|f| *f == e.file)
+                    .unwrap_or(usize::MAX),
+                e.line.unwrap_or(0),
+            )
+        });
+    }
+
     /// True when nothing is wrong.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -52,7 +71,11 @@ impl ConfigErrors {
 
     /// `Ok(value)` when empty, the errors otherwise.
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
-        if self.0.is_empty() { Ok(value) } else { Err(self) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -79,7 +102,11 @@ impl From<ConfigError> for ConfigErrors {
 /// The 1-based line of a byte offset in `text`.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// The 1-based line of the first line containing every needle of `path` in turn: the first

@@ -39,7 +39,9 @@ impl SourceFile {
                 name: rel.to_string(),
                 text,
             })
-            .map_err(|e| ConfigError::new(rel, None, format!("cannot read `{}`: {e}", path.display())))
+            .map_err(|e| {
+                ConfigError::new(rel, None, format!("cannot read `{}`: {e}", path.display()))
+            })
     }
 }
 
@@ -62,10 +64,16 @@ impl ConfigSources {
     /// Reads every config file of `dir`; reports every file that cannot be read.
     pub fn read(dir: &Path) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let routes = SourceFile::read(dir, ROUTES_FILE).map_err(|e| errors.push(e)).ok();
-        let models = SourceFile::read(dir, MODELS_FILE).map_err(|e| errors.push(e)).ok();
+        let routes = SourceFile::read(dir, ROUTES_FILE)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let models = SourceFile::read(dir, MODELS_FILE)
+            .map_err(|e| errors.push(e))
+            .ok();
         let schema_rel = format!("{POLICIES_DIR}/{SCHEMA_FILE}");
-        let schema = SourceFile::read(dir, &schema_rel).map_err(|e| errors.push(e)).ok();
+        let schema = SourceFile::read(dir, &schema_rel)
+            .map_err(|e| errors.push(e))
+            .ok();
         let mut policies = Vec::new();
         match std::fs::read_dir(dir.join(POLICIES_DIR)) {
             Ok(entries) => {
@@ -92,7 +100,10 @@ impl ConfigSources {
             Err(e) => errors.push(ConfigError::new(
                 POLICIES_DIR,
                 None,
-                format!("cannot read directory `{}`: {e}", dir.join(POLICIES_DIR).display()),
+                format!(
+                    "cannot read directory `{}`: {e}",
+                    dir.join(POLICIES_DIR).display()
+                ),
             )),
         }
         match (routes, models, schema) {
@@ -118,5 +129,38 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T
             message.truncate(pos);
         }
         ConfigError::new(&file.name, line, message)
+    })
+}
+
+/// Deserializes one entry of a loosely parsed list or map into `T`, so a bad entry does not
+/// hide the next one. `label` names the entry (`models.claude`); `anchor` locates its line.
+pub fn parse_entry<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    value: serde_norway::Value,
+    label: &str,
+    anchor: &[&str],
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut message = e.into_inner().to_string();
+        if let Some(pos) = message.rfind(" at line ") {
+            message.truncate(pos);
+        }
+        let key = path.split(['.', '[']).next().unwrap_or_default();
+        let line = if key.is_empty() {
+            None
+        } else {
+            let needle = format!("{key}:");
+            let mut needles = anchor.to_vec();
+            needles.push(&needle);
+            locate(&file.text, &needles)
+        }
+        .or_else(|| locate(&file.text, anchor));
+        let label = if path == "." || path.is_empty() {
+            label.to_string()
+        } else {
+            format!("{label}.{path}")
+        };
+        ConfigError::new(&file.name, line, format!("{label}: {message}"))
     })
 }

@@ -8,8 +8,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsFile {
-    /// Aliases in the order they are listed to clients.
-    pub models: IndexMap<String, ModelSpec>,
+    /// Aliases in the order they are listed to clients; each entry is checked as a
+    /// [`ModelSpec`] on its own so that every bad alias is reported, not just the first.
+    pub models: IndexMap<String, serde_norway::Value>,
 }
 
 /// One model alias.

@@ -13,8 +13,9 @@ pub struct RoutesFile {
     /// Gateway-wide request settings.
     #[serde(default)]
     pub settings: Settings,
-    /// The route table, in order.
-    pub routes: Vec<RouteSpec>,
+    /// The route table, in order; each entry is checked as a [`RouteSpec`] on its own so
+    /// that every bad route is reported, not just the first.
+    pub routes: Vec<serde_norway::Value>,
 }
 
 /// Gateway-wide request settings.
@@ -88,6 +89,18 @@ pub enum HandlerKind {
 }
 
 impl HandlerKind {
+    /// Config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandlerKind::Health => "health",
+            HandlerKind::Version => "version",
+            HandlerKind::Whoami => "whoami",
+            HandlerKind::ListModels => "list_models",
+            HandlerKind::GetModel => "get_model",
+            HandlerKind::ChatCompletions => "chat_completions",
+        }
+    }
+
     /// The resource kind this handler needs to be authorized.
     pub fn required_resource(self) -> ResourceKind {
         match self {

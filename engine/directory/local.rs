@@ -49,7 +49,9 @@ pub struct LocalDirectory {
 
 impl std::fmt::Debug for LocalDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDirectory").field("path", &self.path).finish()
+        f.debug_struct("LocalDirectory")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -65,10 +67,14 @@ impl LocalDirectory {
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path)
             .map_err(|e| unavailable(format!("cannot open `{}`: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(unavailable)?;
@@ -79,7 +85,8 @@ impl LocalDirectory {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(unavailable)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path,
@@ -92,7 +99,9 @@ impl LocalDirectory {
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, DirectoryError> {
-        self.conn.lock().map_err(|_| unavailable("store lock poisoned"))
+        self.conn
+            .lock()
+            .map_err(|_| unavailable("store lock poisoned"))
     }
 
     /// Generates a user id shaped like a UUID v4 (Cognito `sub`s look the same).
@@ -102,7 +111,14 @@ impl LocalDirectory {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(b);
-        Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+        Ok(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
     }
 
     fn split_groups(joined: Option<String>) -> Vec<String> {
@@ -117,10 +133,17 @@ impl LocalDirectory {
     }
 
     /// Sets expiry of a key (tests and admin tooling).
-    pub fn set_key_expiry(&self, key_id: &str, expires_at: Option<Timestamp>) -> Result<bool, DirectoryError> {
+    pub fn set_key_expiry(
+        &self,
+        key_id: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<bool, DirectoryError> {
         let conn = self.conn()?;
         let n = conn
-            .execute("UPDATE api_keys SET expires_at = ?2 WHERE id = ?1", params![key_id, expires_at])
+            .execute(
+                "UPDATE api_keys SET expires_at = ?2 WHERE id = ?1",
+                params![key_id, expires_at],
+            )
             .map_err(unavailable)?;
         Ok(n == 1)
     }
@@ -129,7 +152,10 @@ impl LocalDirectory {
     pub fn set_enabled(&self, username: &str, enabled: bool) -> Result<bool, DirectoryError> {
         let conn = self.conn()?;
         let n = conn
-            .execute("UPDATE users SET enabled = ?2 WHERE username = ?1", params![username, enabled])
+            .execute(
+                "UPDATE users SET enabled = ?2 WHERE username = ?1",
+                params![username, enabled],
+            )
             .map_err(unavailable)?;
         Ok(n == 1)
     }
@@ -141,7 +167,11 @@ impl Directory for LocalDirectory {
         "local"
     }
 
-    async fn find_key(&self, owner: &str, key_id: &str) -> Result<Option<KeyOwner>, DirectoryError> {
+    async fn find_key(
+        &self,
+        owner: &str,
+        key_id: &str,
+    ) -> Result<Option<KeyOwner>, DirectoryError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -182,7 +212,11 @@ impl Directory for LocalDirectory {
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(unavailable)?;
         let exists: bool = tx
-            .query_row("SELECT 1 FROM users WHERE username = ?1", params![user.username], |_| Ok(true))
+            .query_row(
+                "SELECT 1 FROM users WHERE username = ?1",
+                params![user.username],
+                |_| Ok(true),
+            )
             .optional()
             .map_err(unavailable)?
             .unwrap_or(false);
@@ -254,7 +288,15 @@ impl Directory for LocalDirectory {
             .execute(
                 "INSERT INTO api_keys (id, username, name, hash, last4, created_at, expires_at)
                  SELECT ?1, username, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username = ?2",
-                params![key.id, key.owner, key.name, key.hash, key.last4, key.created_at, key.expires_at],
+                params![
+                    key.id,
+                    key.owner,
+                    key.name,
+                    key.hash,
+                    key.last4,
+                    key.created_at,
+                    key.expires_at
+                ],
             )
             .map_err(unavailable)?;
         if n == 0 {

@@ -96,7 +96,8 @@ pub trait Directory: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Finds a key by id together with its owner (one lookup, no scan).
-    async fn find_key(&self, owner: &str, key_id: &str) -> Result<Option<KeyOwner>, DirectoryError>;
+    async fn find_key(&self, owner: &str, key_id: &str)
+    -> Result<Option<KeyOwner>, DirectoryError>;
 
     /// Creates a user.
     async fn create_user(&self, user: NewUser) -> Result<User, DirectoryError>;
@@ -117,7 +118,10 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("{what} must be 1 to 128 characters"));
     }
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("{what} `{}` must not contain spaces or control characters", name.escape_debug()));
+        return Err(format!(
+            "{what} `{}` must not contain spaces or control characters",
+            name.escape_debug()
+        ));
     }
     Ok(())
 }

@@ -14,8 +14,10 @@ pub const COMMIT: &str = env!("PENNYWORTH_GIT_SHA");
 
 fn static_json(body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::full(Bytes::from_static(body.as_bytes())));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -31,7 +33,14 @@ pub fn version() -> Response<Body> {
         version: &'static str,
         commit: &'static str,
     }
-    json(StatusCode::OK, &V { version: VERSION, commit: COMMIT }).unwrap_or_else(ApiError::into_response)
+    json(
+        StatusCode::OK,
+        &V {
+            version: VERSION,
+            commit: COMMIT,
+        },
+    )
+    .unwrap_or_else(ApiError::into_response)
 }
 
 /// `GET /v1/whoami`.

@@ -34,7 +34,10 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// A path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -78,27 +81,37 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
 }
 
 /// Phase two: answer.
-pub async fn run(handler: HandlerKind, ctx: Ctx<'_>, prepared: Prepared) -> Result<Response<Body>, ApiError> {
+pub async fn run(
+    handler: HandlerKind,
+    ctx: Ctx<'_>,
+    prepared: Prepared,
+) -> Result<Response<Body>, ApiError> {
     match (handler, prepared) {
         (HandlerKind::Health, _) => Ok(meta::health()),
         (HandlerKind::Version, _) => Ok(meta::version()),
         (HandlerKind::Whoami, _) => meta::whoami(&ctx),
         (HandlerKind::ListModels, _) => openai::models::list(&ctx),
         (HandlerKind::GetModel, _) => openai::models::get(&ctx),
-        (HandlerKind::ChatCompletions, Prepared::Chat(request)) => openai::chat::complete(&ctx, *request).await,
-        (HandlerKind::ChatCompletions, Prepared::Nothing) => {
-            Err(ApiError::internal(&"chat handler reached without a parsed body"))
+        (HandlerKind::ChatCompletions, Prepared::Chat(request)) => {
+            openai::chat::complete(&ctx, *request).await
         }
+        (HandlerKind::ChatCompletions, Prepared::Nothing) => Err(ApiError::internal(
+            &"chat handler reached without a parsed body",
+        )),
     }
 }
 
 /// A JSON response.
-pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+pub fn json<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<Response<Body>, ApiError> {
     let bytes = serde_json::to_vec(value).map_err(|e| ApiError::internal(&e))?;
     let mut response = Response::new(Body::full(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }

@@ -43,11 +43,18 @@ fn reply_pieces(request: &ChatRequest) -> (Vec<String>, FinishReason) {
     }
     let mut pieces: Vec<String> = starts
         .iter()
-        .zip(starts.iter().skip(1).copied().chain(std::iter::once(text.len())))
+        .zip(
+            starts
+                .iter()
+                .skip(1)
+                .copied()
+                .chain(std::iter::once(text.len())),
+        )
         .map(|(a, b)| text[*a..b].to_string())
         .collect();
     let limit = request
-        .output_limit().map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        .output_limit()
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     if pieces.len() > limit {
         pieces.truncate(limit);
         (pieces, FinishReason::Length)
@@ -58,7 +65,11 @@ fn reply_pieces(request: &ChatRequest) -> (Vec<String>, FinishReason) {
 
 #[async_trait]
 impl Provider for Echo {
-    async fn chat(&self, _upstream: &str, request: &ChatRequest) -> Result<ChatOutput, ProviderError> {
+    async fn chat(
+        &self,
+        _upstream: &str,
+        request: &ChatRequest,
+    ) -> Result<ChatOutput, ProviderError> {
         let (pieces, finish) = reply_pieces(request);
         let completion = pieces.len() as u64;
         Ok(ChatOutput {
@@ -71,7 +82,11 @@ impl Provider for Echo {
         })
     }
 
-    async fn chat_stream(&self, _upstream: &str, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
+    async fn chat_stream(
+        &self,
+        _upstream: &str,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, ProviderError> {
         let (pieces, finish) = reply_pieces(request);
         let usage = TokenUsage {
             prompt: prompt_tokens(request),

@@ -85,10 +85,18 @@ pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// A complete answer.
-    async fn chat(&self, upstream: &str, request: &ChatRequest) -> Result<ChatOutput, ProviderError>;
+    async fn chat(
+        &self,
+        upstream: &str,
+        request: &ChatRequest,
+    ) -> Result<ChatOutput, ProviderError>;
 
     /// A streamed answer.
-    async fn chat_stream(&self, upstream: &str, request: &ChatRequest) -> Result<ChatStream, ProviderError>;
+    async fn chat_stream(
+        &self,
+        upstream: &str,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, ProviderError>;
 }
 
 /// The providers this build has, by kind.

@@ -50,7 +50,9 @@ impl TestDirectory {
                 .await
                 .expect("create user");
             let expires = (*name == "expired").then(|| now() - 10);
-            let (_, key) = issue_key(directory.as_ref(), name, "test", expires).await.expect("issue key");
+            let (_, key) = issue_key(directory.as_ref(), name, "test", expires)
+                .await
+                .expect("issue key");
             keys.insert(name.to_string(), key.expose().to_string());
         }
         directory.set_enabled("disabled", false).expect("disable");
@@ -62,14 +64,17 @@ impl TestDirectory {
     }
 
     pub fn key(&self, name: &str) -> &str {
-        self.keys.get(name).unwrap_or_else(|| panic!("no test principal `{name}`"))
+        self.keys
+            .get(name)
+            .unwrap_or_else(|| panic!("no test principal `{name}`"))
     }
 }
 
 /// An engine over `config_dir` with the test principals.
 pub async fn engine(config_dir: &Path) -> (Engine, TestDirectory) {
     let dir = TestDirectory::new().await;
-    let config = CompiledConfig::load(config_dir).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
+    let config =
+        CompiledConfig::load(config_dir).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
     (Engine::new(config, dir.directory.clone()), dir)
 }
 
@@ -83,13 +88,19 @@ pub fn copy_default_config() -> tempfile::TempDir {
     std::fs::create_dir(tmp.path().join("policies")).expect("mkdir policies");
     for e in std::fs::read_dir(root.join("policies")).expect("read policies") {
         let e = e.expect("entry");
-        std::fs::copy(e.path(), tmp.path().join("policies").join(e.file_name())).expect("copy policy");
+        std::fs::copy(e.path(), tmp.path().join("policies").join(e.file_name()))
+            .expect("copy policy");
     }
     tmp
 }
 
 /// Builds a request.
-pub fn request(method: &str, path: &str, key: Option<&str>, body: impl Into<Bytes>) -> http::Request<Bytes> {
+pub fn request(
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: impl Into<Bytes>,
+) -> http::Request<Bytes> {
     let mut b = http::Request::builder().method(method).uri(path);
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
@@ -98,13 +109,23 @@ pub fn request(method: &str, path: &str, key: Option<&str>, body: impl Into<Byte
 }
 
 /// Sends a request and returns status and body bytes.
-pub async fn send(engine: &Engine, req: http::Request<Bytes>) -> (http::StatusCode, http::HeaderMap, Bytes) {
+pub async fn send(
+    engine: &Engine,
+    req: http::Request<Bytes>,
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
     let resp = engine.handle(req).await;
     let (parts, body) = resp.into_parts();
-    (parts.status, parts.headers, body.collect().await.expect("body"))
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.expect("body"),
+    )
 }
 
 /// A chat body for `model` with one user message.
 pub fn chat_body(model: &str, text: &str) -> Bytes {
-    Bytes::from(serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]}).to_string())
+    Bytes::from(
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+            .to_string(),
+    )
 }

@@ -103,7 +103,10 @@ fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiEr
         };
         return Err(ApiError::bad_request(
             "invalid_value",
-            format!("`{param}` is {asked}, but model `{}` allows at most {max}", model.alias),
+            format!(
+                "`{param}` is {asked}, but model `{}` allows at most {max}",
+                model.alias
+            ),
         )
         .with_param(param));
     }
@@ -113,8 +116,11 @@ fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiEr
 /// Answers a chat completion.
 pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Body>, ApiError> {
     let model = ctx.engine.model(&request.model).ok_or_else(|| {
-        ApiError::not_found("model_not_found", format!("the model `{}` does not exist", request.model))
-            .with_param("model")
+        ApiError::not_found(
+            "model_not_found",
+            format!("the model `{}` does not exist", request.model),
+        )
+        .with_param("model")
     })?;
     check_limits(model, &request)?;
     let provider = ctx.engine.providers().get(model.provider)?;
@@ -199,7 +205,10 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     );
     let mut response = Response::new(Body::stream(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
@@ -232,12 +241,15 @@ fn sse_line(json: &[u8]) -> Bytes {
 
 impl SseState {
     fn chunk(&self, delta: Delta<'_>, finish: Option<&'static str>) -> Bytes {
-        self.encode(vec![ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason: finish,
-        }], None)
+        self.encode(
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            None,
+        )
     }
 
     fn encode(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> Bytes {
@@ -248,7 +260,11 @@ impl SseState {
             model: &self.model,
             system_fingerprint: None,
             choices,
-            usage: if self.include_usage { Some(usage) } else { None },
+            usage: if self.include_usage {
+                Some(usage)
+            } else {
+                None
+            },
         };
         sse_line(&serde_json::to_vec(&chunk).unwrap_or_default())
     }
@@ -283,7 +299,9 @@ impl SseState {
                 self.emit_usage();
                 let mut out = Vec::new();
                 if self.finish.is_none() {
-                    out.extend_from_slice(&self.chunk(Delta::default(), Some(FinishReason::Stop.as_str())));
+                    out.extend_from_slice(
+                        &self.chunk(Delta::default(), Some(FinishReason::Stop.as_str())),
+                    );
                 }
                 if self.include_usage {
                     out.extend_from_slice(&self.encode(Vec::new(), Some(self.usage.into())));

@@ -44,7 +44,13 @@ pub fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .filter(|m| permitted(ctx, m))
         .map(|m| object(ctx, m))
         .collect();
-    json(StatusCode::OK, &ModelList { object: "list", data })
+    json(
+        StatusCode::OK,
+        &ModelList {
+            object: "list",
+            data,
+        },
+    )
 }
 
 /// `GET /v1/models/{id}`: 404 for unknown aliases and for aliases the caller may not invoke.

@@ -150,15 +150,21 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
     if inner.is_syntax() || inner.is_eof() {
         return ApiError::bad_request(
             "invalid_json",
-            format!("the request body is not valid JSON: {}", strip_position(&inner.to_string())),
+            format!(
+                "the request body is not valid JSON: {}",
+                strip_position(&inner.to_string())
+            ),
         );
     }
     let raw = strip_position(&inner.to_string());
     if path == "." || path.is_empty() {
         let msg = if let Some(field) = raw.strip_prefix("missing field ") {
             let field = field.trim_matches('`');
-            return ApiError::bad_request("missing_required_parameter", format!("missing required parameter: `{field}`"))
-                .with_param(field);
+            return ApiError::bad_request(
+                "missing_required_parameter",
+                format!("missing required parameter: `{field}`"),
+            )
+            .with_param(field);
         } else {
             format!("invalid request body: {raw}")
         };
@@ -167,8 +173,11 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
     if let Some(field) = raw.strip_prefix("missing field ") {
         let field = field.trim_matches('`');
         let param = format!("{path}.{field}");
-        return ApiError::bad_request("missing_required_parameter", format!("missing required parameter: `{param}`"))
-            .with_param(param);
+        return ApiError::bad_request(
+            "missing_required_parameter",
+            format!("missing required parameter: `{param}`"),
+        )
+        .with_param(param);
     }
     let raw = plain_types(&raw);
     let raw = raw.replace(
@@ -179,7 +188,8 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
         "data did not match any variant of untagged enum Stop",
         "expected a string or an array of strings",
     );
-    ApiError::bad_request("invalid_type", format!("invalid value for `{path}`: {raw}")).with_param(path)
+    ApiError::bad_request("invalid_type", format!("invalid value for `{path}`: {raw}"))
+        .with_param(path)
 }
 
 /// Replaces Rust type names in serde messages with JSON words.
@@ -230,9 +240,15 @@ impl ChatRequest {
             return Err(match probe {
                 Err(e) => ApiError::bad_request(
                     "invalid_json",
-                    format!("the request body is not valid JSON: {}", strip_position(&e.to_string())),
+                    format!(
+                        "the request body is not valid JSON: {}",
+                        strip_position(&e.to_string())
+                    ),
                 ),
-                Ok(_) => ApiError::bad_request("invalid_request_body", "the request body must be a JSON object"),
+                Ok(_) => ApiError::bad_request(
+                    "invalid_request_body",
+                    "the request body must be a JSON object",
+                ),
             });
         }
         let de = &mut serde_json::Deserializer::from_slice(body);
@@ -267,7 +283,10 @@ impl ChatRequest {
             return bad("model", "`model` must not be empty".into());
         }
         if self.messages.is_empty() {
-            return bad("messages", "`messages` must contain at least one message".into());
+            return bad(
+                "messages",
+                "`messages` must contain at least one message".into(),
+            );
         }
         for (i, m) in self.messages.iter().enumerate() {
             match (&m.content, m.role) {
@@ -284,13 +303,28 @@ impl ChatRequest {
                         let param = format!("messages[{i}].content[{j}]");
                         match p.kind.as_str() {
                             "text" if p.text.is_some() => {}
-                            "text" => return bad(&param, format!("`{param}` of type `text` needs a `text` field")),
+                            "text" => {
+                                return bad(
+                                    &param,
+                                    format!("`{param}` of type `text` needs a `text` field"),
+                                );
+                            }
                             "image_url" if p.image_url.is_some() => {}
                             "image_url" => {
-                                return bad(&param, format!("`{param}` of type `image_url` needs an `image_url` field"));
+                                return bad(
+                                    &param,
+                                    format!(
+                                        "`{param}` of type `image_url` needs an `image_url` field"
+                                    ),
+                                );
                             }
                             other => {
-                                return bad(&param, format!("`{param}` has unsupported content part type `{other}`"));
+                                return bad(
+                                    &param,
+                                    format!(
+                                        "`{param}` has unsupported content part type `{other}`"
+                                    ),
+                                );
                             }
                         }
                     }
@@ -308,7 +342,10 @@ impl ChatRequest {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return bad("temperature", format!("`temperature` must be between 0 and 2, got {t}"));
+            return bad(
+                "temperature",
+                format!("`temperature` must be between 0 and 2, got {t}"),
+            );
         }
         if let Some(p) = self.top_p
             && !(0.0..=1.0).contains(&p)
@@ -318,9 +355,15 @@ impl ChatRequest {
         if let Some(n) = self.n
             && n != 1
         {
-            return bad("n", format!("`n` must be 1 (this gateway returns one choice), got {n}"));
+            return bad(
+                "n",
+                format!("`n` must be 1 (this gateway returns one choice), got {n}"),
+            );
         }
-        for (param, v) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+        for (param, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
             if v == Some(0) {
                 return bad(param, format!("`{param}` must be at least 1"));
             }
@@ -328,10 +371,16 @@ impl ChatRequest {
         if let Some(Stop::Many(v)) = &self.stop
             && v.len() > 4
         {
-            return bad("stop", format!("`stop` takes at most 4 sequences, got {}", v.len()));
+            return bad(
+                "stop",
+                format!("`stop` takes at most 4 sequences, got {}", v.len()),
+            );
         }
         if self.stream_options.is_some() && !self.is_stream() {
-            return bad("stream_options", "`stream_options` is only allowed when `stream` is true".into());
+            return bad(
+                "stream_options",
+                "`stream_options` is only allowed when `stream` is true".into(),
+            );
         }
         Ok(())
     }
