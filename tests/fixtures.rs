@@ -41,7 +41,13 @@ struct FixtureRequest {
 }
 
 /// The headers worth snapshotting.
-const HEADERS: &[&str] = &["content-type", "allow", "www-authenticate", "retry-after", "cache-control"];
+const HEADERS: &[&str] = &[
+    "content-type",
+    "allow",
+    "www-authenticate",
+    "retry-after",
+    "cache-control",
+];
 
 fn redact(v: &mut Value) {
     match v {
@@ -49,11 +55,14 @@ fn redact(v: &mut Value) {
             for (k, v) in map.iter_mut() {
                 match (k.as_str(), &*v) {
                     ("created", Value::Number(_)) => *v = Value::String("[timestamp]".into()),
-                    ("id", Value::String(s)) if s.starts_with("chatcmpl-") => *v = Value::String("[completion-id]".into()),
+                    ("id", Value::String(s)) if s.starts_with("chatcmpl-") => {
+                        *v = Value::String("[completion-id]".into())
+                    }
                     ("key_id", Value::String(_)) => *v = Value::String("[key-id]".into()),
                     ("commit", Value::String(s)) => {
                         assert!(
-                            s == "unknown" || (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+                            s == "unknown"
+                                || (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())),
                             "commit is a git sha or `unknown`: {s}"
                         );
                         *v = Value::String("[commit]".into());
@@ -70,12 +79,17 @@ fn redact(v: &mut Value) {
 fn body_value(content_type: &str, body: &Bytes) -> Value {
     if content_type.starts_with("text/event-stream") {
         let text = std::str::from_utf8(body).expect("SSE is UTF-8");
-        assert!(text.ends_with("\n\n"), "SSE body must end with a blank line: {text:?}");
+        assert!(
+            text.ends_with("\n\n"),
+            "SSE body must end with a blank line: {text:?}"
+        );
         let events: Vec<Value> = text
             .split("\n\n")
             .filter(|e| !e.is_empty())
             .map(|e| {
-                let data = e.strip_prefix("data: ").unwrap_or_else(|| panic!("not an SSE data line: {e:?}"));
+                let data = e
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not an SSE data line: {e:?}"));
                 if data == "[DONE]" {
                     Value::String("[DONE]".into())
                 } else {
@@ -89,7 +103,8 @@ fn body_value(content_type: &str, body: &Bytes) -> Value {
     } else if body.is_empty() {
         Value::Null
     } else {
-        let mut v: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
+        let mut v: Value = serde_json::from_slice(body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
         redact(&mut v);
         v
     }
@@ -107,15 +122,24 @@ async fn fixtures() {
     paths.sort();
     for path in paths {
         count += 1;
-        let name = path.file_stem().and_then(|s| s.to_str()).expect("name").to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_string();
         let text = std::fs::read_to_string(&path).expect("read fixture");
-        let fixture: Fixture = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let fixture: Fixture =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let r = &fixture.request;
-        let mut builder = http::Request::builder().method(r.method.as_str()).uri(r.path.as_str());
+        let mut builder = http::Request::builder()
+            .method(r.method.as_str())
+            .uri(r.path.as_str());
         if let Some(p) = &r.principal {
             let key = dir.key(p);
             builder = match r.key_header.as_deref() {
-                None | Some("authorization") => builder.header("authorization", format!("Bearer {key}")),
+                None | Some("authorization") => {
+                    builder.header("authorization", format!("Bearer {key}"))
+                }
                 Some(h) => builder.header(h, key),
             };
         }
@@ -137,19 +161,33 @@ async fn fixtures() {
         };
         let request = builder.body(body).expect("request");
         let (status, headers, body) = common::send(&engine, request).await;
-        assert!(headers.contains_key("x-request-id"), "{name}: every response has x-request-id");
-        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert!(
+            headers.contains_key("x-request-id"),
+            "{name}: every response has x-request-id"
+        );
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         if status.as_u16() >= 400 {
             // Every error has the OpenAI shape.
-            let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{name}: error body is not JSON"));
-            let err = v.get("error").unwrap_or_else(|| panic!("{name}: no `error` object"));
+            let v: Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| panic!("{name}: error body is not JSON"));
+            let err = v
+                .get("error")
+                .unwrap_or_else(|| panic!("{name}: no `error` object"));
             for field in ["message", "type", "code", "param"] {
                 assert!(err.get(field).is_some(), "{name}: error lacks `{field}`");
             }
         }
         let shown: BTreeMap<&str, String> = HEADERS
             .iter()
-            .filter_map(|h| headers.get(*h).map(|v| (*h, v.to_str().unwrap_or("<binary>").to_string())))
+            .filter_map(|h| {
+                headers
+                    .get(*h)
+                    .map(|v| (*h, v.to_str().unwrap_or("<binary>").to_string()))
+            })
             .collect();
         let snapshot = serde_json::json!({
             "status": status.as_u16(),
