@@ -1,0 +1,272 @@
+//! End to end with the official OpenAI Python SDK: starts `pennyworth serve` on a fresh store
+//! and runs `tests/python/test_openai_sdk.py` against it.
+//!
+//! The interpreter is `$PENNYWORTH_TEST_PYTHON`, else `<repo>/.venv/bin/python`. When it cannot
+//! `import openai` the test is skipped with a notice, unless `PENNYWORTH_REQUIRE_PYTHON=1`, in
+//! which case it fails (set it wherever the SDK must be present, such as CI).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to print its listening line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the Python script may run.
+const SCRIPT_TIMEOUT: Duration = Duration::from_mins(2);
+/// The line `serve` prints on stdout once it accepts connections.
+const LISTENING: &str = "pennyworth listening on ";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The interpreter to use.
+fn python() -> PathBuf {
+    match std::env::var_os("PENNYWORTH_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo_root().join(".venv").join("bin").join("python"),
+    }
+}
+
+/// `Ok(())` when `python -c "import openai"` succeeds, else why not.
+fn check_openai(python: &Path) -> Result<(), String> {
+    match Command::new(python)
+        .args(["-c", "import openai"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "`{} -c \"import openai\"` failed ({}): {}",
+            python.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+        )),
+        Err(e) => Err(format!("cannot run `{}`: {e}", python.display())),
+    }
+}
+
+/// A child process that is killed and reaped when dropped, whatever happened before.
+struct KillOnDrop {
+    child: Child,
+    what: &'static str,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill()
+            && e.kind() != std::io::ErrorKind::InvalidInput
+        {
+            eprintln!("warning: cannot kill the {}: {e}", self.what);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => format!("<cannot read `{}`: {e}>", path.display()),
+    }
+}
+
+/// `pennyworth init --data-dir DIR --json`; returns the admin key.
+fn init_store(data_dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pennyworth"))
+        .arg("init")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run `pennyworth init`");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "`pennyworth init` failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("`pennyworth init --json` printed no JSON line:\n{stdout}"));
+    let v: serde_json::Value =
+        serde_json::from_str(line).expect("parse the JSON line of `pennyworth init --json`");
+    assert_eq!(v["user"], "admin", "user created by `pennyworth init`: {v}");
+    let key = v["key"].as_str().unwrap_or_else(|| {
+        panic!("no string `key` in the output of `pennyworth init --json`: {v}")
+    });
+    assert!(
+        key.starts_with("pw-"),
+        "the admin key does not start with `pw-`"
+    );
+    key.to_string()
+}
+
+/// Starts `pennyworth serve` on 127.0.0.1:0 and waits for its listening line; returns the
+/// guard and the base URL (`http://127.0.0.1:PORT`). Its stderr goes to `log`.
+fn start_server(data_dir: &Path, log: &Path) -> (KillOnDrop, String) {
+    let log_file = File::create(log).expect("create the server log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_pennyworth"))
+        .arg("serve")
+        .arg("--config")
+        .arg(repo_root())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("PENNYWORTH_LOG", "info")
+        .env_remove("PENNYWORTH_LOG_FORMAT")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("spawn `pennyworth serve`");
+    let mut server = KillOnDrop {
+        child,
+        what: "gateway",
+    };
+    let stdout = server
+        .child
+        .stdout
+        .take()
+        .expect("the server's stdout is piped");
+
+    // Read stdout on a thread so the wait can time out; it keeps draining after the
+    // listening line so the server never blocks on a full pipe.
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // Once nobody listens any more, keep reading anyway to drain the pipe.
+            let _ = tx.send(line);
+        }
+    });
+
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = line.trim().strip_prefix(LISTENING) {
+                    return (server, url.trim_end_matches('/').to_string());
+                }
+                seen.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "`pennyworth serve` printed no `{LISTENING}...` line within {STARTUP_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                seen.join("\n"),
+                read_lossy(log)
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = server.child.wait().expect("wait for the exited server");
+                panic!(
+                    "`pennyworth serve` closed its stdout before listening ({status})\nstdout:\n{}\nstderr:\n{}",
+                    seen.join("\n"),
+                    read_lossy(log)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn openai_python_sdk_against_a_running_gateway() {
+    let python = python();
+    if let Err(why) = check_openai(&python) {
+        if std::env::var("PENNYWORTH_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+            panic!(
+                "the OpenAI Python SDK is required (PENNYWORTH_REQUIRE_PYTHON=1) but unusable: {why}\n\
+                 run `scripts/test` to create .venv with tests/python/requirements.txt, or set \
+                 PENNYWORTH_TEST_PYTHON to an interpreter that has the `openai` package"
+            );
+        }
+        eprintln!(
+            "SKIPPED openai_python_sdk_against_a_running_gateway: {why}\n\
+             (run `scripts/test`, or create .venv and `pip install -r tests/python/requirements.txt`; \
+             set PENNYWORTH_REQUIRE_PYTHON=1 to make this a failure)"
+        );
+        return;
+    }
+
+    let tmp = tempfile::tempdir().expect("create a temp dir");
+    let data_dir = tmp.path().join("data");
+    let key = init_store(&data_dir);
+    let server_log = tmp.path().join("server.log");
+    let (mut server, url) = start_server(&data_dir, &server_log);
+
+    let script = repo_root()
+        .join("tests")
+        .join("python")
+        .join("test_openai_sdk.py");
+    let out_path = tmp.path().join("python.stdout");
+    let err_path = tmp.path().join("python.stderr");
+    let child = Command::new(&python)
+        .arg(&script)
+        .env("PENNYWORTH_BASE_URL", format!("{url}/v1"))
+        .env("PENNYWORTH_API_KEY", &key)
+        // Loopback only, whatever proxy the environment names.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(
+            File::create(&out_path).expect("create the script's stdout file"),
+        ))
+        .stderr(Stdio::from(
+            File::create(&err_path).expect("create the script's stderr file"),
+        ))
+        .spawn()
+        .expect("spawn the Python script");
+    let mut script_run = KillOnDrop {
+        child,
+        what: "Python script",
+    };
+
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = script_run.child.try_wait().expect("poll the Python script") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = read_lossy(&out_path);
+    let stderr = read_lossy(&err_path);
+    // The server must still be up after the script; an exit means it crashed on a request.
+    let server_exit = server.child.try_wait().expect("poll the server");
+    let report = || {
+        format!(
+            "\n--- script stdout ---\n{stdout}\n--- script stderr ---\n{stderr}\n--- server stderr ---\n{}",
+            read_lossy(&server_log)
+        )
+    };
+    match status {
+        None => panic!(
+            "`{}` did not finish within {SCRIPT_TIMEOUT:?}{}",
+            script.display(),
+            report()
+        ),
+        Some(s) if !s.success() => panic!("`{}` failed ({s}){}", script.display(), report()),
+        Some(_) => {}
+    }
+    assert!(
+        server_exit.is_none(),
+        "the gateway exited during the run ({server_exit:?}){}",
+        report()
+    );
+    eprint!("{stdout}");
+}
