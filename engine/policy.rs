@@ -313,10 +313,7 @@ impl PolicyEngine {
         .map_err(|e| e.to_string())
     }
 
-    fn context(
-        auth: &str,
-        facts: &RequestFacts,
-    ) -> Result<Context, String> {
+    fn context(auth: &str, facts: &RequestFacts) -> Result<Context, String> {
         let mut pairs = vec![
             (
                 "auth".to_string(),
