@@ -41,6 +41,10 @@ pub struct ModelRuntime {
     pub price: Price,
     /// Largest output limit a request may ask for.
     pub max_output_tokens: Option<u32>,
+    /// Region, endpoint, timeout and retries.
+    pub upstream_settings: crate::upstream::Upstream,
+    /// Aliases to try, in order, when this one fails with an upstream error.
+    pub fallbacks: Vec<String>,
 }
 
 impl ModelRuntime {
@@ -75,6 +79,11 @@ fn valid_alias(alias: &str) -> bool {
 }
 
 impl CompiledConfig {
+    /// Model aliases in config order.
+    pub fn models(&self) -> impl Iterator<Item = &ModelRuntime> {
+        self.models.values()
+    }
+
     /// Reads and compiles a config directory, reporting every problem found.
     pub fn load(dir: &Path) -> Result<Self, ConfigErrors> {
         let sources = ConfigSources::read(dir)?;
@@ -120,6 +129,10 @@ impl CompiledConfig {
             };
             if mf.models.is_empty() {
                 errors.push(ConfigError::new(mf_name, None, "no models are defined"));
+            }
+            let bedrock_defaults = mf.providers.bedrock.as_ref();
+            for e in crate::upstream::check_defaults(mf_name, text, bedrock_defaults) {
+                errors.push(e);
             }
             for (alias, spec) in &specs {
                 if !valid_alias(alias) {
@@ -190,6 +203,16 @@ impl CompiledConfig {
                         ));
                     }
                 }
+                let mut upstream_errors = Vec::new();
+                let upstream_settings = crate::upstream::compile(
+                    mf_name,
+                    text,
+                    alias,
+                    spec,
+                    bedrock_defaults,
+                    &mut upstream_errors,
+                );
+                upstream_errors.into_iter().for_each(|e| errors.push(e));
                 models.insert(
                     alias.clone(),
                     ModelRuntime {
@@ -204,8 +227,12 @@ impl CompiledConfig {
                         price: Price {
                             input: spec.pricing.input,
                             output: spec.pricing.output,
+                            cache_read: spec.pricing.cache_read,
+                            cache_write: spec.pricing.cache_write,
                         },
                         max_output_tokens: spec.limits.max_output_tokens,
+                        upstream_settings,
+                        fallbacks: spec.fallbacks.clone(),
                     },
                 );
             }
@@ -495,14 +522,26 @@ impl Engine {
         Ok(Self::new(CompiledConfig::load(config_dir)?, directory))
     }
 
-    /// Binds compiled config to a directory.
+    /// Binds compiled config to a directory, with only the providers that need no upstream
+    /// (`echo`); aliases of other providers answer 501. Use [`Engine::with_providers`] to
+    /// serve them.
     pub fn new(config: CompiledConfig, directory: Arc<dyn Directory>) -> Self {
+        Self::with_providers(config, directory, Providers::default())
+    }
+
+    /// Binds compiled config to a directory and the provider clients built for it
+    /// (see [`Providers::build`]).
+    pub fn with_providers(
+        config: CompiledConfig,
+        directory: Arc<dyn Directory>,
+        providers: Providers,
+    ) -> Self {
         let mut b = [0u8; 4];
         let _ = getrandom::fill(&mut b);
         Self {
             config,
             directory,
-            providers: Providers::default(),
+            providers,
             loaded_at: crate::directory::now(),
             request_prefix: hex::encode(b),
             counter: AtomicU64::new(0),

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod providers;
 pub mod router;
 pub mod server;
+pub mod upstream;
 pub mod usage;
 
 pub use engine::{CompiledConfig, Engine};

@@ -13,13 +13,25 @@ pub struct Price {
     pub input: Decimal,
     /// Output tokens.
     pub output: Decimal,
+    /// Prompt-cache reads (default: the input price).
+    pub cache_read: Option<Decimal>,
+    /// Prompt-cache writes (default: the input price).
+    pub cache_write: Option<Decimal>,
 }
 
 impl Price {
-    /// Cost in USD of `usage`.
+    /// Cost in USD of `usage`. Cached prompt tokens are priced at the cache prices, the rest
+    /// of the prompt at the input price.
     pub fn cost(&self, usage: TokenUsage) -> Decimal {
         let million = Decimal::from(1_000_000u32);
-        (Decimal::from(usage.prompt) * self.input + Decimal::from(usage.completion) * self.output)
+        let uncached = usage
+            .prompt
+            .saturating_sub(usage.cache_read)
+            .saturating_sub(usage.cache_write);
+        (Decimal::from(uncached) * self.input
+            + Decimal::from(usage.cache_read) * self.cache_read.unwrap_or(self.input)
+            + Decimal::from(usage.cache_write) * self.cache_write.unwrap_or(self.input)
+            + Decimal::from(usage.completion) * self.output)
             / million
     }
 }
@@ -55,6 +67,8 @@ impl UsageRecord<'_> {
             stream = self.stream,
             prompt_tokens = self.usage.prompt,
             completion_tokens = self.usage.completion,
+            cache_read_tokens = self.usage.cache_read,
+            cache_write_tokens = self.usage.cache_write,
             cost_usd = %self.cost,
             "usage"
         );
@@ -71,11 +85,22 @@ mod tests {
         let p = Price {
             input: Decimal::from_str("3.00").unwrap(),
             output: Decimal::from_str("15.00").unwrap(),
+            cache_read: Some(Decimal::from_str("0.30").unwrap()),
+            cache_write: None,
         };
         let c = p.cost(TokenUsage {
             prompt: 1000,
             completion: 2000,
+            ..TokenUsage::default()
         });
         assert_eq!(c, Decimal::from_str("0.033").unwrap());
+        let c = p.cost(TokenUsage {
+            prompt: 3000,
+            completion: 0,
+            cache_read: 1000,
+            cache_write: 1000,
+        });
+        // 1000 uncached at 3, 1000 read at 0.30, 1000 written at the input price.
+        assert_eq!(c, Decimal::from_str("0.0063").unwrap());
     }
 }

@@ -2,7 +2,9 @@
 //! streaming runner (API Gateway REST and HTTP API events).
 
 use pennyworth::directory::local::LocalDirectory;
-use pennyworth::{Engine, lambda};
+use pennyworth::providers::Providers;
+use pennyworth::providers::bedrock::BedrockSettings;
+use pennyworth::{CompiledConfig, Engine, lambda};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,8 +34,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
     let directory = Arc::new(LocalDirectory::open(&data_dir)?);
-    let engine = match Engine::load(&dir, directory) {
-        Ok(e) => Arc::new(e),
+    let engine = match CompiledConfig::load(&dir) {
+        Ok(config) => {
+            let providers = Providers::build(&config, BedrockSettings::default())
+                .await
+                .map_err(|e| format!("cannot set up the model providers: {e}"))?;
+            Arc::new(Engine::with_providers(config, directory, providers))
+        }
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!(target: "pennyworth::config", "{e}");

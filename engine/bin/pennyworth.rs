@@ -5,6 +5,8 @@ use pennyworth::CompiledConfig;
 use pennyworth::auth;
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
+use pennyworth::providers::Providers;
+use pennyworth::providers::bedrock::BedrockSettings;
 use pennyworth::{Engine, server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,7 +120,14 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::FAILURE;
         }
     }
-    let engine = Arc::new(Engine::new(compiled, directory));
+    let providers = match Providers::build(&compiled, BedrockSettings::default()).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot set up the model providers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = Arc::new(Engine::with_providers(compiled, directory, providers));
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -11,6 +11,52 @@ pub struct ModelsFile {
     /// Aliases in the order they are listed to clients; each entry is checked as a
     /// [`ModelSpec`] on its own so that every bad alias is reported, not just the first.
     pub models: IndexMap<String, serde_norway::Value>,
+    /// Settings shared by every alias of a provider (an alias's own settings win).
+    #[serde(default)]
+    pub providers: ProviderDefaults,
+}
+
+/// `providers:`: per-provider defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderDefaults {
+    /// Defaults for `provider: bedrock` aliases.
+    #[serde(default)]
+    pub bedrock: Option<UpstreamSettings>,
+}
+
+/// How to reach an upstream: the settings an alias and a provider default both accept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// AWS region of the Bedrock call.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint URL instead of the public regional endpoint (VPC endpoints, tests).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Longest wait, in milliseconds, for a buffered answer, for a stream to start, and
+    /// between two events of a stream.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Retries of throttled and transient failures.
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+}
+
+/// Retries with exponential backoff and jitter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (1 turns retries off).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Backoff before the first retry, in milliseconds (doubles each retry, with jitter).
+    #[serde(default)]
+    pub initial_backoff_ms: Option<u64>,
+    /// Longest backoff, in milliseconds.
+    #[serde(default)]
+    pub max_backoff_ms: Option<u64>,
 }
 
 /// One model alias.
@@ -22,9 +68,18 @@ pub struct ModelSpec {
     /// The provider's model id (for Bedrock a model id or inference profile id).
     #[serde(default)]
     pub upstream: Option<String>,
-    /// AWS region for Bedrock (default: the process's region).
+    /// AWS region for Bedrock (default: `providers.bedrock.region`, else the process's region).
     #[serde(default)]
     pub region: Option<String>,
+    /// Endpoint URL (default: `providers.bedrock.endpoint_url`, else the public endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Timeout in milliseconds (see [`UpstreamSettings::timeout_ms`]).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Retries (see [`RetrySpec`]).
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
     /// What the model does.
     #[serde(default)]
     pub kind: ModelKind,

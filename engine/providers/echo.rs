@@ -5,6 +5,7 @@
 //! (whitespace-separated words, plus 4 per message for role framing), not a tokenizer.
 
 use super::{ChatEvent, ChatOutput, ChatStream, FinishReason, Provider, ProviderError, TokenUsage};
+use crate::engine::ModelRuntime;
 use crate::handlers::openai::types::{ChatRequest, Role};
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -67,30 +68,34 @@ fn reply_pieces(request: &ChatRequest) -> (Vec<String>, FinishReason) {
 impl Provider for Echo {
     async fn chat(
         &self,
-        _upstream: &str,
+        _model: &ModelRuntime,
         request: &ChatRequest,
     ) -> Result<ChatOutput, ProviderError> {
         let (pieces, finish) = reply_pieces(request);
         let completion = pieces.len() as u64;
         Ok(ChatOutput {
-            content: pieces.concat(),
+            content: Some(pieces.concat()),
+            reasoning: None,
+            tool_calls: Vec::new(),
             finish,
             usage: TokenUsage {
                 prompt: prompt_tokens(request),
                 completion,
+                ..TokenUsage::default()
             },
         })
     }
 
     async fn chat_stream(
         &self,
-        _upstream: &str,
+        _model: &ModelRuntime,
         request: &ChatRequest,
     ) -> Result<ChatStream, ProviderError> {
         let (pieces, finish) = reply_pieces(request);
         let usage = TokenUsage {
             prompt: prompt_tokens(request),
             completion: pieces.len() as u64,
+            ..TokenUsage::default()
         };
         let events = pieces
             .into_iter()

@@ -4,12 +4,15 @@
 //! client's HTTP request; they answer in provider-neutral types the handlers turn into
 //! OpenAI responses.
 
+pub mod bedrock;
 pub mod echo;
 
 use crate::config::models::ProviderKind;
+use crate::engine::ModelRuntime;
 use crate::handlers::openai::types::ChatRequest;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
+use std::sync::Arc;
 
 /// Why a chat ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,20 +39,41 @@ impl FinishReason {
     }
 }
 
-/// Token counts of one call.
+/// Token counts of one call, with OpenAI's meaning: `prompt` counts every input token,
+/// cached ones included; `cache_read` and `cache_write` are the parts of it served from or
+/// written to a prompt cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
-    /// Prompt tokens.
+    /// Prompt tokens (cached included).
     pub prompt: u64,
-    /// Completion tokens.
+    /// Completion tokens (reasoning included).
     pub completion: u64,
+    /// Prompt tokens read from the cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to the cache.
+    pub cache_write: u64,
+}
+
+/// A tool call of the assistant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// Call id (the tool result names it).
+    pub id: String,
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON text.
+    pub arguments: String,
 }
 
 /// A complete answer.
 #[derive(Debug, Clone)]
 pub struct ChatOutput {
-    /// Assistant text.
-    pub content: String,
+    /// Assistant text (`None` when the answer is only tool calls).
+    pub content: Option<String>,
+    /// Reasoning text, for models that think before answering.
+    pub reasoning: Option<String>,
+    /// Tool calls.
+    pub tool_calls: Vec<ToolCall>,
     /// Why it ended.
     pub finish: FinishReason,
     /// Tokens.
@@ -57,25 +81,89 @@ pub struct ChatOutput {
 }
 
 /// One event of a streamed answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     /// More assistant text.
     Text(String),
+    /// More reasoning text.
+    Reasoning(String),
+    /// A tool call begins; `index` counts tool calls of this answer from 0.
+    ToolCallStart {
+        /// Position among the answer's tool calls.
+        index: u32,
+        /// Call id.
+        id: String,
+        /// Function name.
+        name: String,
+    },
+    /// More argument text of the tool call at `index`.
+    ToolCallArguments {
+        /// Position among the answer's tool calls.
+        index: u32,
+        /// A piece of the arguments JSON text.
+        arguments: String,
+    },
     /// The answer ended.
     Finish(FinishReason),
     /// Final token counts.
     Usage(TokenUsage),
 }
 
-/// Provider failures, mapped to OpenAI errors by the handler.
-#[derive(Debug, thiserror::Error)]
+/// Provider failures, mapped to OpenAI errors by the handler. Messages of upstream failures
+/// other than validation are generic; their detail goes to the log.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    /// The provider is configured but not available in this build.
+    /// The provider is configured but not available in this engine.
     #[error("provider `{0}` is not available in this build")]
     Unavailable(&'static str),
     /// The request is not valid for this provider.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A request parameter is not valid for this provider.
+    #[error("{message}")]
+    InvalidParam {
+        /// The parameter (`messages[1].content[0].image_url`).
+        param: String,
+        /// Why.
+        message: String,
+    },
+    /// The upstream throttled the call (after the configured retries).
+    #[error("the model is receiving too many requests; retry later")]
+    Throttled {
+        /// Seconds the client should wait, when the upstream said.
+        retry_after: Option<u64>,
+    },
+    /// The upstream rejected the request as invalid; its message is about the request.
+    #[error("the model rejected the request: {0}")]
+    UpstreamValidation(String),
+    /// The gateway may not use the upstream model.
+    #[error("the gateway is not permitted to use this model upstream")]
+    AccessDenied,
+    /// The upstream does not know the model.
+    #[error("the upstream model was not found")]
+    NotFound,
+    /// The upstream (or the configured timeout) took too long.
+    #[error("the model did not answer in time")]
+    Timeout,
+    /// Any other upstream failure.
+    #[error("the model provider failed to answer")]
+    Upstream,
+}
+
+impl ProviderError {
+    /// True when another alias may succeed where this one failed: upstream trouble, not a
+    /// request the client must fix.
+    pub fn allows_fallback(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unavailable(_)
+                | ProviderError::Throttled { .. }
+                | ProviderError::AccessDenied
+                | ProviderError::NotFound
+                | ProviderError::Timeout
+                | ProviderError::Upstream
+        )
+    }
 }
 
 /// A stream of chat events.
@@ -84,24 +172,25 @@ pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 /// What the engine needs of a provider.
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// A complete answer.
+    /// A complete answer from `model` (its upstream id and settings).
     async fn chat(
         &self,
-        upstream: &str,
+        model: &ModelRuntime,
         request: &ChatRequest,
     ) -> Result<ChatOutput, ProviderError>;
 
-    /// A streamed answer.
+    /// A streamed answer. Dropping the stream cancels the upstream call.
     async fn chat_stream(
         &self,
-        upstream: &str,
+        model: &ModelRuntime,
         request: &ChatRequest,
     ) -> Result<ChatStream, ProviderError>;
 }
 
-/// The providers this build has, by kind.
+/// The providers an engine has, by kind; clients are built once, before the first request.
 pub struct Providers {
     echo: echo::Echo,
+    bedrock: Option<Arc<bedrock::Bedrock>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -111,17 +200,47 @@ impl std::fmt::Debug for Providers {
 }
 
 impl Default for Providers {
+    /// Only the providers that need no upstream (`echo`).
     fn default() -> Self {
-        Self { echo: echo::Echo }
+        Self {
+            echo: echo::Echo,
+            bedrock: None,
+        }
     }
 }
 
 impl Providers {
+    /// Builds the clients every alias of `config` needs: one Bedrock client per distinct
+    /// region, endpoint and retry policy. With `bedrock.credentials` unset, credentials come
+    /// from the default AWS chain (environment, profile, web identity, container, instance),
+    /// resolved lazily on the first call; nothing here touches the network.
+    pub async fn build(
+        config: &crate::CompiledConfig,
+        bedrock: bedrock::BedrockSettings,
+    ) -> Result<Self, String> {
+        let models: Vec<&ModelRuntime> = config
+            .models()
+            .filter(|m| m.provider == ProviderKind::Bedrock)
+            .collect();
+        let bedrock = if models.is_empty() {
+            None
+        } else {
+            Some(Arc::new(bedrock::Bedrock::build(&models, bedrock).await?))
+        };
+        Ok(Self {
+            echo: echo::Echo,
+            bedrock,
+        })
+    }
+
     /// The provider for a kind, or why there is none.
     pub fn get(&self, kind: ProviderKind) -> Result<&dyn Provider, ProviderError> {
         match kind {
             ProviderKind::Echo => Ok(&self.echo),
-            ProviderKind::Bedrock => Err(ProviderError::Unavailable("bedrock")),
+            ProviderKind::Bedrock => match &self.bedrock {
+                Some(b) => Ok(b.as_ref()),
+                None => Err(ProviderError::Unavailable("bedrock")),
+            },
         }
     }
 }

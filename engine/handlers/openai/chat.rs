@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`: buffered JSON or server-sent events in OpenAI's chunk format.
 
 use super::super::{Ctx, json};
+use super::fallback;
 use super::types::{ChatRequest, Usage};
 use crate::body::{Body, BoxError};
 use crate::engine::ModelRuntime;
@@ -12,16 +13,60 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
+/// Seconds a throttled client is asked to wait when the upstream did not say.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
 impl From<ProviderError> for ApiError {
     fn from(e: ProviderError) -> Self {
+        let message = e.to_string();
         match e {
             ProviderError::Unavailable(_) => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 ErrorKind::ServerError,
                 "provider_unavailable",
-                e.to_string(),
+                message,
             ),
             ProviderError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+            ProviderError::InvalidParam { param, message } => {
+                ApiError::bad_request("invalid_value", message).with_param(param)
+            }
+            ProviderError::Throttled { retry_after } => {
+                let secs = retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorKind::RateLimitError,
+                    "rate_limit_exceeded",
+                    message,
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+            }
+            ProviderError::UpstreamValidation(_) => {
+                ApiError::bad_request("upstream_validation_error", message)
+            }
+            ProviderError::AccessDenied => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorKind::PermissionError,
+                "upstream_access_denied",
+                message,
+            ),
+            ProviderError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorKind::InvalidRequestError,
+                "upstream_model_not_found",
+                message,
+            ),
+            ProviderError::Timeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorKind::UpstreamError,
+                "upstream_timeout",
+                message,
+            ),
+            ProviderError::Upstream => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorKind::UpstreamError,
+                "upstream_error",
+                message,
+            ),
         }
     }
 }
@@ -60,8 +105,30 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct AssistantMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tool_calls: &'a [ToolCallOut<'a>],
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -90,6 +157,10 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallOut<'a>; 1]>,
 }
 
 fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiError> {
@@ -123,7 +194,6 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         .with_param("model")
     })?;
     check_limits(model, &request)?;
-    let provider = ctx.engine.providers().get(model.provider)?;
     let identity = ctx
         .identity
         .ok_or_else(|| ApiError::internal(&"chat reached without an identity"))?;
@@ -131,30 +201,45 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let created = unix_now();
 
     if !request.is_stream() {
-        let out = provider.chat(&model.upstream, &request).await?;
+        let (served, out) = fallback::chat(ctx, model, &request).await?;
         UsageRecord {
             request_id: ctx.request_id,
             user: &identity.username,
             key_id: identity.key_id.as_deref(),
-            model: &model.alias,
+            model: &served.alias,
             stream: false,
             usage: out.usage,
-            cost: model.price.cost(out.usage),
+            cost: served.price.cost(out.usage),
         }
         .emit();
+        let calls: Vec<ToolCallOut<'_>> = out
+            .tool_calls
+            .iter()
+            .map(|c| ToolCallOut {
+                index: None,
+                id: Some(&c.id),
+                kind: Some("function"),
+                function: FunctionOut {
+                    name: Some(&c.name),
+                    arguments: &c.arguments,
+                },
+            })
+            .collect();
         return json(
             StatusCode::OK,
             &Completion {
                 id: &id,
                 object: "chat.completion",
                 created,
-                model: &model.alias,
+                model: &served.alias,
                 choices: [Choice {
                     index: 0,
                     message: AssistantMessage {
                         role: "assistant",
-                        content: &out.content,
+                        content: out.content.as_deref(),
                         refusal: None,
+                        reasoning_content: out.reasoning.as_deref(),
+                        tool_calls: &calls,
                     },
                     logprobs: None,
                     finish_reason: out.finish.as_str(),
@@ -165,7 +250,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         );
     }
 
-    let events = provider.chat_stream(&model.upstream, &request).await?;
+    let (served, events) = fallback::chat_stream(ctx, model, &request).await?;
+    let model = served;
     let include_usage = request.include_usage();
     let sse = SseState {
         id,
@@ -186,6 +272,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         Delta {
             role: Some("assistant"),
             content: Some(""),
+            ..Delta::default()
         },
         None,
     );
@@ -274,8 +361,45 @@ impl SseState {
         match event {
             Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(
                 Delta {
-                    role: None,
                     content: Some(&t),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            Some(Ok(ChatEvent::Reasoning(t))) => Some(self.chunk(
+                Delta {
+                    reasoning_content: Some(&t),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            Some(Ok(ChatEvent::ToolCallStart { index, id, name })) => Some(self.chunk(
+                Delta {
+                    tool_calls: Some([ToolCallOut {
+                        index: Some(index),
+                        id: Some(&id),
+                        kind: Some("function"),
+                        function: FunctionOut {
+                            name: Some(&name),
+                            arguments: "",
+                        },
+                    }]),
+                    ..Delta::default()
+                },
+                None,
+            )),
+            Some(Ok(ChatEvent::ToolCallArguments { index, arguments })) => Some(self.chunk(
+                Delta {
+                    tool_calls: Some([ToolCallOut {
+                        index: Some(index),
+                        id: None,
+                        kind: None,
+                        function: FunctionOut {
+                            name: None,
+                            arguments: &arguments,
+                        },
+                    }]),
+                    ..Delta::default()
                 },
                 None,
             )),

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible API.
 
 pub mod chat;
+pub mod fallback;
 pub mod models;
 pub mod types;

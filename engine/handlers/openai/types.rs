@@ -39,6 +39,128 @@ pub struct ChatRequest {
     /// End-user id for abuse tracking.
     #[serde(default)]
     pub user: Option<String>,
+    /// Functions the model may call.
+    #[serde(default)]
+    pub tools: Option<Vec<Tool>>,
+    /// `none`, `auto`, `required` or `{"type":"function","function":{"name":..}}`.
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoice>,
+    /// `{"type":"text"|"json_object"|"json_schema", "json_schema":{..}}`.
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
+    /// `none`, `minimal`, `low`, `medium` or `high`: how much the model thinks first.
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+    /// Extension: `{"type":"enabled","budget_tokens":N}` sets the thinking budget exactly
+    /// (Anthropic's shape); wins over `reasoning_effort`.
+    #[serde(default)]
+    pub thinking: Option<Thinking>,
+}
+
+/// A tool definition.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tool {
+    /// Only `function`.
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    /// The function.
+    pub function: FunctionDef,
+}
+
+fn function_type() -> String {
+    "function".to_string()
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    /// Name (letters, digits, `_`, `-`; at most 64).
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    /// `none`, `auto` or `required`.
+    Mode(String),
+    /// One named function.
+    Named(NamedToolChoice),
+}
+
+/// `{"type":"function","function":{"name":..}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedToolChoice {
+    /// The function.
+    pub function: NamedFunction,
+}
+
+/// A function name.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedFunction {
+    /// Name.
+    pub name: String,
+}
+
+/// `response_format`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `json_schema`.
+    #[serde(default)]
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// Name of the schema.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the output is.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The JSON Schema.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+}
+
+/// The `thinking` extension.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Thinking {
+    /// `enabled` or `disabled`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Tokens the model may spend thinking (at least 1024).
+    #[serde(default)]
+    pub budget_tokens: Option<u32>,
+}
+
+/// An assistant tool call sent back in the conversation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolCallIn {
+    /// Call id.
+    pub id: String,
+    /// The call.
+    pub function: FunctionCallIn,
+}
+
+/// Name and arguments of a tool call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionCallIn {
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON text.
+    #[serde(default)]
+    pub arguments: String,
 }
 
 /// `stream_options`.
@@ -86,9 +208,9 @@ pub struct Message {
     /// Optional author name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Assistant tool calls (kept as sent).
+    /// Assistant tool calls.
     #[serde(default)]
-    pub tool_calls: Option<Vec<serde_json::Value>>,
+    pub tool_calls: Option<Vec<ToolCallIn>>,
     /// For tool messages: the call answered.
     #[serde(default)]
     pub tool_call_id: Option<String>,
@@ -187,6 +309,10 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
     let raw = raw.replace(
         "data did not match any variant of untagged enum Stop",
         "expected a string or an array of strings",
+    );
+    let raw = raw.replace(
+        "data did not match any variant of untagged enum ToolChoice",
+        "expected a string or an object naming a function",
     );
     ApiError::bad_request("invalid_type", format!("invalid value for `{path}`: {raw}"))
         .with_param(path)
@@ -376,6 +502,55 @@ impl ChatRequest {
                 format!("`stop` takes at most 4 sequences, got {}", v.len()),
             );
         }
+        self.validate_tools()?;
+        if let Some(e) = &self.reasoning_effort
+            && !matches!(e.as_str(), "none" | "minimal" | "low" | "medium" | "high")
+        {
+            return bad(
+                "reasoning_effort",
+                format!(
+                    "`reasoning_effort` must be `none`, `minimal`, `low`, `medium` or `high`, got `{e}`"
+                ),
+            );
+        }
+        if let Some(t) = &self.thinking {
+            match (t.kind.as_str(), t.budget_tokens) {
+                ("disabled", _) => {}
+                ("enabled", Some(b)) if b >= 1024 => {}
+                ("enabled", _) => {
+                    return bad(
+                        "thinking.budget_tokens",
+                        "`thinking.budget_tokens` must be at least 1024".into(),
+                    );
+                }
+                (other, _) => {
+                    return bad(
+                        "thinking.type",
+                        format!("`thinking.type` must be `enabled` or `disabled`, got `{other}`"),
+                    );
+                }
+            }
+        }
+        if let Some(f) = &self.response_format {
+            match (f.kind.as_str(), &f.json_schema) {
+                ("text" | "json_object", _) => {}
+                ("json_schema", Some(s)) if s.schema.as_ref().is_some_and(|v| v.is_object()) => {}
+                ("json_schema", _) => {
+                    return bad(
+                        "response_format.json_schema.schema",
+                        "`response_format` of type `json_schema` needs `json_schema.schema`, a JSON Schema object".into(),
+                    );
+                }
+                (other, _) => {
+                    return bad(
+                        "response_format.type",
+                        format!(
+                            "`response_format.type` must be `text`, `json_object` or `json_schema`, got `{other}`"
+                        ),
+                    );
+                }
+            }
+        }
         if self.stream_options.is_some() && !self.is_stream() {
             return bad(
                 "stream_options",
@@ -386,15 +561,112 @@ impl ChatRequest {
     }
 }
 
+fn valid_tool_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl ChatRequest {
+    fn validate_tools(&self) -> Result<(), ApiError> {
+        let bad = |param: String, msg: String| {
+            Err(ApiError::bad_request("invalid_value", msg).with_param(param))
+        };
+        let tools = self.tools.as_deref().unwrap_or_default();
+        for (i, t) in tools.iter().enumerate() {
+            if t.kind != "function" {
+                return bad(
+                    format!("tools[{i}].type"),
+                    format!("`tools[{i}].type` must be `function`, got `{}`", t.kind),
+                );
+            }
+            if !valid_tool_name(&t.function.name) {
+                return bad(
+                    format!("tools[{i}].function.name"),
+                    format!(
+                        "`tools[{i}].function.name` must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
+                        t.function.name
+                    ),
+                );
+            }
+            if t.function
+                .parameters
+                .as_ref()
+                .is_some_and(|p| !p.is_object())
+            {
+                return bad(
+                    format!("tools[{i}].function.parameters"),
+                    format!("`tools[{i}].function.parameters` must be a JSON Schema object"),
+                );
+            }
+            if tools[..i]
+                .iter()
+                .any(|o| o.function.name == t.function.name)
+            {
+                return bad(
+                    format!("tools[{i}].function.name"),
+                    format!("tool `{}` is defined twice", t.function.name),
+                );
+            }
+        }
+        match &self.tool_choice {
+            None => {}
+            Some(ToolChoice::Mode(m)) => match m.as_str() {
+                "none" | "auto" => {}
+                "required" if !tools.is_empty() => {}
+                "required" => {
+                    return bad(
+                        "tool_choice".into(),
+                        "`tool_choice` is `required` but no `tools` are given".into(),
+                    );
+                }
+                other => {
+                    return bad(
+                        "tool_choice".into(),
+                        format!(
+                            "`tool_choice` must be `none`, `auto`, `required` or a named function, got `{other}`"
+                        ),
+                    );
+                }
+            },
+            Some(ToolChoice::Named(n)) => {
+                if !tools.iter().any(|t| t.function.name == n.function.name) {
+                    return bad(
+                        "tool_choice".into(),
+                        format!(
+                            "`tool_choice` names function `{}`, which is not in `tools`",
+                            n.function.name
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `usage` of a response.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Usage {
-    /// Prompt tokens.
+    /// Prompt tokens (cached included).
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
     /// Sum.
     pub total_tokens: u64,
+    /// Cache detail, when a prompt cache was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the cache (OpenAI's field).
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the cache (extension; Bedrock reports them).
+    pub cache_write_tokens: u64,
 }
 
 impl From<crate::providers::TokenUsage> for Usage {
@@ -403,6 +675,12 @@ impl From<crate::providers::TokenUsage> for Usage {
             prompt_tokens: u.prompt,
             completion_tokens: u.completion,
             total_tokens: u.prompt + u.completion,
+            prompt_tokens_details: (u.cache_read > 0 || u.cache_write > 0).then_some(
+                PromptTokensDetails {
+                    cached_tokens: u.cache_read,
+                    cache_write_tokens: u.cache_write,
+                },
+            ),
         }
     }
 }

@@ -1,0 +1,131 @@
+//! Calling a model with its timeout, then its `fallbacks` in order when it fails upstream.
+//!
+//! A fallback is tried only for failures another model may not have (throttling, timeouts,
+//! access, unknown model, other upstream failures), never for a request the client must fix;
+//! only fallbacks the caller may invoke and whose limits fit the request are tried; fallbacks
+//! of fallbacks are not followed. A stream falls back only while it has not started.
+
+use super::super::Ctx;
+use super::types::ChatRequest;
+use crate::engine::ModelRuntime;
+use crate::providers::{ChatEvent, ChatOutput, ChatStream, ProviderError};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// The alias and its usable fallbacks, in order.
+fn candidates<'e>(
+    ctx: &Ctx<'e>,
+    model: &'e ModelRuntime,
+    request: &ChatRequest,
+) -> Vec<&'e ModelRuntime> {
+    let mut out = vec![model];
+    for alias in &model.fallbacks {
+        let Some(fb) = ctx.engine.model(alias) else {
+            continue;
+        };
+        let permitted = ctx
+            .identity
+            .is_some_and(|id| ctx.engine.may_invoke(id, fb, ctx.facts));
+        let fits = match (fb.max_output_tokens, request.output_limit()) {
+            (Some(max), Some(asked)) => asked <= max,
+            _ => true,
+        };
+        if permitted && fits && fb.kind == model.kind {
+            out.push(fb);
+        } else {
+            tracing::debug!(model = %model.alias, fallback = %alias, permitted, fits, "fallback skipped");
+        }
+    }
+    out
+}
+
+fn next_or_fail(
+    error: ProviderError,
+    tried: &ModelRuntime,
+    remaining: bool,
+) -> Result<(), ProviderError> {
+    if remaining && error.allows_fallback() {
+        tracing::warn!(model = %tried.alias, error = %error, "model failed; trying its next fallback");
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// A buffered answer from `model` or one of its fallbacks; returns the alias that answered.
+pub async fn chat<'e>(
+    ctx: &Ctx<'e>,
+    model: &'e ModelRuntime,
+    request: &ChatRequest,
+) -> Result<(&'e ModelRuntime, ChatOutput), ProviderError> {
+    let list = candidates(ctx, model, request);
+    let mut last = ProviderError::Upstream;
+    for (i, m) in list.iter().enumerate() {
+        let attempt = async {
+            let provider = ctx.engine.providers().get(m.provider)?;
+            match tokio::time::timeout(m.upstream_settings.timeout, provider.chat(m, request)).await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(model = %m.alias, timeout_ms = m.upstream_settings.timeout.as_millis() as u64, "model timed out");
+                    Err(ProviderError::Timeout)
+                }
+            }
+        };
+        match attempt.await {
+            Ok(out) => return Ok((m, out)),
+            Err(e) => {
+                next_or_fail(e.clone(), m, i + 1 < list.len())?;
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A streamed answer from `model` or one of its fallbacks; returns the alias that answered.
+pub async fn chat_stream<'e>(
+    ctx: &Ctx<'e>,
+    model: &'e ModelRuntime,
+    request: &ChatRequest,
+) -> Result<(&'e ModelRuntime, ChatStream), ProviderError> {
+    let list = candidates(ctx, model, request);
+    let mut last = ProviderError::Upstream;
+    for (i, m) in list.iter().enumerate() {
+        let timeout = m.upstream_settings.timeout;
+        let attempt = async {
+            let provider = ctx.engine.providers().get(m.provider)?;
+            match tokio::time::timeout(timeout, provider.chat_stream(m, request)).await {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::Timeout),
+            }
+        };
+        match attempt.await {
+            Ok(stream) => return Ok((m, idle_timeout(stream, timeout, m.alias.clone()))),
+            Err(e) => {
+                next_or_fail(e.clone(), m, i + 1 < list.len())?;
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Ends a stream with a timeout error when no event arrives within `limit`.
+pub fn idle_timeout(stream: ChatStream, limit: Duration, alias: String) -> ChatStream {
+    futures_util::stream::unfold(Some(stream), move |state| {
+        let alias = alias.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout(limit, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    tracing::warn!(model = %alias, timeout_ms = limit.as_millis() as u64, "stream stalled; ending it");
+                    Some((Err::<ChatEvent, _>(ProviderError::Timeout), None))
+                }
+            }
+        }
+    })
+    .boxed()
+}

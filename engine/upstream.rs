@@ -1,0 +1,277 @@
+//! How an alias reaches its upstream, compiled from `models.yaml`: region, endpoint, timeout
+//! and retries, with the alias's own settings over `providers.<provider>` defaults.
+
+use crate::config::models::{ModelSpec, ProviderKind, RetrySpec, UpstreamSettings};
+use crate::config::{ConfigError, locate};
+use std::time::Duration;
+
+/// Default for `timeout_ms`: ten minutes, long enough for a large buffered answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default attempts (the first included).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default backoff before the first retry.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Default longest backoff.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Retries of throttled and transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the first retry.
+    pub initial_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            initial_backoff: DEFAULT_INITIAL_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+}
+
+/// The compiled upstream settings of one alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// AWS region (`None`: the process's region).
+    pub region: Option<String>,
+    /// Endpoint URL (`None`: the provider's public endpoint).
+    pub endpoint_url: Option<String>,
+    /// Longest wait for a buffered answer, a stream's start, or a stream's next event.
+    pub timeout: Duration,
+    /// Retries.
+    pub retry: RetryPolicy,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 64
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_endpoint(url: &str) -> bool {
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some_and(|h| !h.is_empty())
+                && u.query().is_none()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Where a setting was written, for error lines.
+enum Origin<'a> {
+    Alias(&'a str),
+    Provider(&'a str),
+}
+
+impl Origin<'_> {
+    fn line(&self, text: &str, key: &str) -> Option<usize> {
+        match self {
+            Origin::Alias(alias) => {
+                let anchor = format!("{alias}:");
+                locate(text, &[&anchor, key]).or_else(|| locate(text, &[&anchor]))
+            }
+            Origin::Provider(p) => {
+                let anchor = format!("{p}:");
+                locate(text, &["providers:", &anchor, key])
+                    .or_else(|| locate(text, &["providers:"]))
+            }
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Origin::Alias(a) => format!("model `{a}`"),
+            Origin::Provider(p) => format!("providers.{p}"),
+        }
+    }
+}
+
+fn check_settings(
+    file: &str,
+    text: &str,
+    origin: &Origin<'_>,
+    s: &UpstreamSettings,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut err = |key: &str, msg: String| {
+        errors.push(ConfigError::new(
+            file,
+            origin.line(text, key),
+            format!("{}: {msg}", origin.label()),
+        ));
+    };
+    if let Some(r) = &s.region
+        && !valid_region(r)
+    {
+        err(
+            "region:",
+            format!("`{r}` is not an AWS region name (e.g. `us-east-1`)"),
+        );
+    }
+    if let Some(u) = &s.endpoint_url
+        && !valid_endpoint(u)
+    {
+        err(
+            "endpoint_url:",
+            format!("`endpoint_url` `{u}` must be an http or https URL with a host and no query"),
+        );
+    }
+    if let Some(t) = s.timeout_ms
+        && !(1..=3_600_000).contains(&t)
+    {
+        err(
+            "timeout_ms:",
+            format!("`timeout_ms` must be between 1 and 3600000, got {t}"),
+        );
+    }
+    if let Some(r) = &s.retry {
+        check_retry(r, &mut err);
+    }
+}
+
+fn check_retry(r: &RetrySpec, err: &mut impl FnMut(&str, String)) {
+    if let Some(n) = r.max_attempts
+        && !(1..=10).contains(&n)
+    {
+        err(
+            "max_attempts:",
+            format!("`retry.max_attempts` must be between 1 and 10, got {n}"),
+        );
+    }
+    if let Some(b) = r.initial_backoff_ms
+        && !(1..=60_000).contains(&b)
+    {
+        err(
+            "initial_backoff_ms:",
+            format!("`retry.initial_backoff_ms` must be between 1 and 60000, got {b}"),
+        );
+    }
+    if let Some(m) = r.max_backoff_ms {
+        let initial = r
+            .initial_backoff_ms
+            .unwrap_or(DEFAULT_INITIAL_BACKOFF.as_millis() as u64);
+        if !(1..=300_000).contains(&m) || m < initial {
+            err(
+                "max_backoff_ms:",
+                format!(
+                    "`retry.max_backoff_ms` must be between `initial_backoff_ms` ({initial}) and 300000, got {m}"
+                ),
+            );
+        }
+    }
+}
+
+/// Checks the `providers:` defaults once.
+pub fn check_defaults(
+    file: &str,
+    text: &str,
+    bedrock: Option<&UpstreamSettings>,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Some(b) = bedrock {
+        check_settings(file, text, &Origin::Provider("bedrock"), b, &mut errors);
+    }
+    errors
+}
+
+/// Compiles an alias's upstream settings over its provider's defaults, pushing every problem.
+pub fn compile(
+    file: &str,
+    text: &str,
+    alias: &str,
+    spec: &ModelSpec,
+    bedrock_defaults: Option<&UpstreamSettings>,
+    errors: &mut Vec<ConfigError>,
+) -> Upstream {
+    let own = UpstreamSettings {
+        region: spec.region.clone(),
+        endpoint_url: spec.endpoint_url.clone(),
+        timeout_ms: spec.timeout_ms,
+        retry: spec.retry.clone(),
+    };
+    let origin = Origin::Alias(alias);
+    check_settings(file, text, &origin, &own, errors);
+    if spec.provider == ProviderKind::Echo {
+        for (key, set) in [
+            ("region", own.region.is_some()),
+            ("endpoint_url", own.endpoint_url.is_some()),
+        ] {
+            if set {
+                errors.push(ConfigError::new(
+                    file,
+                    origin.line(text, &format!("{key}:")),
+                    format!("model `{alias}`: provider `echo` has no upstream, so `{key}` does not apply"),
+                ));
+            }
+        }
+    }
+    let defaults = match spec.provider {
+        ProviderKind::Bedrock => bedrock_defaults.cloned().unwrap_or_default(),
+        ProviderKind::Echo => UpstreamSettings::default(),
+    };
+    let retry_own = own.retry.clone().unwrap_or_default();
+    let retry_def = defaults.retry.clone().unwrap_or_default();
+    let base = RetryPolicy::default();
+    let initial = retry_own
+        .initial_backoff_ms
+        .or(retry_def.initial_backoff_ms)
+        .map_or(base.initial_backoff, Duration::from_millis);
+    let max = retry_own
+        .max_backoff_ms
+        .or(retry_def.max_backoff_ms)
+        .map_or(base.max_backoff.max(initial), Duration::from_millis);
+    Upstream {
+        region: own.region.or(defaults.region),
+        endpoint_url: own.endpoint_url.or(defaults.endpoint_url),
+        timeout: own
+            .timeout_ms
+            .or(defaults.timeout_ms)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+        retry: RetryPolicy {
+            max_attempts: retry_own
+                .max_attempts
+                .or(retry_def.max_attempts)
+                .unwrap_or(base.max_attempts),
+            initial_backoff: initial,
+            max_backoff: max.max(initial),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert!(valid_endpoint("http://127.0.0.1:9000"));
+        assert!(valid_endpoint(
+            "https://vpce-1.bedrock-runtime.us-east-1.vpce.amazonaws.com"
+        ));
+        assert!(!valid_endpoint("ftp://x"));
+        assert!(!valid_endpoint("127.0.0.1:9000"));
+        assert!(!valid_endpoint("http://x/?a=1"));
+        assert!(valid_region("eu-central-1"));
+        assert!(!valid_region("EU"));
+    }
+}
