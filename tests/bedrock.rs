@@ -1,0 +1,404 @@
+//! The Bedrock provider end to end: the engine, the real `aws-sdk-bedrockruntime` client
+//! (SigV4, retries, event-stream decoding) and the test server on 127.0.0.1.
+
+#[path = "support/bedrock.rs"]
+mod bedrock_server;
+mod common;
+#[path = "support/harness.rs"]
+mod harness;
+
+use bedrock_server::{Item, Reply, event};
+use harness::{ACCESS_KEY, Harness, sse_events};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+#[tokio::test]
+async fn buffered_chat_is_signed_and_mapped() {
+    let h = Harness::start().await;
+    let (status, _, v) = h
+        .chat_json(json!({"model": "claude", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], "claude");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from Bedrock");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["prompt_tokens"], 12);
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    let rec = h.server.recorded();
+    assert_eq!(rec.len(), 1);
+    let r = &rec[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(
+        r.path,
+        "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/converse"
+    );
+    let auth = r.authorization();
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")),
+        "{auth}"
+    );
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    assert!(auth.contains("Signature="), "{auth}");
+    assert!(r.headers.contains_key("x-amz-date"));
+    assert_eq!(r.body["messages"][0]["content"][0]["text"], "hi");
+}
+
+#[tokio::test]
+async fn per_model_region_signs_for_that_region() {
+    let h = Harness::start().await;
+    let (status, _, _) = h
+        .chat_json(json!({"model": "nova", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 200);
+    let r = &h.server.recorded()[0];
+    assert_eq!(r.model(), "us.amazon.nova-pro-v1:0");
+    assert!(
+        r.authorization()
+            .contains("/us-west-2/bedrock/aws4_request"),
+        "{}",
+        r.authorization()
+    );
+}
+
+#[tokio::test]
+async fn streamed_chat_arrives_as_chunks_with_usage() {
+    let h = Harness::start().await;
+    let (status, headers, body) = h
+        .chat(
+            json!({"model": "claude", "messages": user("hi"), "stream": true,
+            "stream_options": {"include_usage": true}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let events = sse_events(&body);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from Bedrock");
+    assert_eq!(h.server.recorded()[0].operation(), "converse-stream");
+    let n = events.len();
+    assert_eq!(events[n - 1], "[DONE]");
+    assert_eq!(events[n - 2]["usage"]["prompt_tokens"], 12);
+    assert_eq!(events[n - 2]["usage"]["completion_tokens"], 3);
+    assert_eq!(events[n - 3]["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn stream_chunks_are_sent_as_events_arrive() {
+    // The first chunk must reach the client while the upstream is still pausing.
+    let h = Harness::start().await;
+    h.server.script(
+        "*",
+        [Reply::Stream(vec![
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "early"}}),
+            ),
+            Item::Pause(Duration::from_millis(600)),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": " late"}}),
+            ),
+            event("messageStop", json!({"stopReason": "end_turn"})),
+        ])],
+    );
+    let req = common::request(
+        "POST",
+        "/v1/chat/completions",
+        Some(h.dir.key("user")),
+        json!({"model": "claude", "messages": user("hi"), "stream": true}).to_string(),
+    );
+    let started = Instant::now();
+    let resp = h.engine.handle(req).await;
+    let pennyworth::body::Body::Stream(mut s) = resp.into_body() else {
+        panic!("not a stream")
+    };
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    while let Some(chunk) = s.next().await {
+        seen.push_str(std::str::from_utf8(&chunk.expect("chunk")).expect("utf8"));
+        if seen.contains("early") {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the first text chunk waited for the whole answer: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_succeeds() {
+    let h = Harness::start().await;
+    let throttle = Reply::error(429, "ThrottlingException", "Too many requests");
+    h.server.script(
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        [throttle.clone(), throttle],
+    );
+    let (status, _, v) = h
+        .chat_json(json!({"model": "claude", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(h.server.recorded().len(), 3, "two retries, then success");
+}
+
+#[tokio::test]
+async fn throttling_after_retries_is_429_with_retry_after() {
+    let h = Harness::start().await;
+    let throttle = Reply::error(429, "ThrottlingException", "Too many requests");
+    h.server
+        .script("us.amazon.nova-pro-v1:0", std::iter::repeat_n(throttle, 3));
+    let (status, headers, v) = h
+        .chat_json(json!({"model": "nova", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(
+        h.server.recorded().len(),
+        3,
+        "max_attempts bounds the retries"
+    );
+}
+
+#[tokio::test]
+async fn each_error_class_maps_to_its_status() {
+    let h = Harness::start().await;
+    let cases = [
+        (400, "ValidationException", 400, "upstream_validation_error"),
+        (403, "AccessDeniedException", 403, "upstream_access_denied"),
+        (
+            404,
+            "ResourceNotFoundException",
+            404,
+            "upstream_model_not_found",
+        ),
+        (408, "ModelTimeoutException", 504, "upstream_timeout"),
+        (503, "ServiceUnavailableException", 502, "upstream_error"),
+        (500, "InternalServerException", 502, "upstream_error"),
+        (424, "ModelErrorException", 502, "upstream_error"),
+    ];
+    for (upstream_status, kind, status, code) in cases {
+        for stream in [false, true] {
+            h.server.clear();
+            h.server.script(
+                "single-model",
+                [Reply::error(
+                    upstream_status,
+                    kind,
+                    "messages.0: account 123456789012 detail",
+                )],
+            );
+            let (got, headers, v) = h
+                .chat_json(json!({"model": "single", "messages": user("hi"), "stream": stream}))
+                .await;
+            assert_eq!(got, status, "{kind} (stream {stream}): {v}");
+            assert_eq!(v["error"]["code"], code, "{kind}");
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            if kind == "ValidationException" {
+                assert!(message.contains("messages.0"), "{message}");
+            } else {
+                assert!(
+                    !message.contains("123456789012"),
+                    "upstream detail leaked: {message}"
+                );
+            }
+            assert!(!headers.contains_key("retry-after"));
+            assert_eq!(h.server.recorded().len(), 1, "max_attempts 1: no retry");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fallback_answers_when_the_model_is_throttled() {
+    let h = Harness::start().await;
+    let throttle = Reply::error(429, "ThrottlingException", "Too many requests");
+    h.server.script(
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        std::iter::repeat_n(throttle, 3),
+    );
+    let (status, _, v) = h
+        .chat_json(json!({"model": "claude", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], "nova", "the fallback answered");
+    let models: Vec<String> = h
+        .server
+        .recorded()
+        .iter()
+        .map(|r| r.model().to_string())
+        .collect();
+    assert_eq!(
+        models[..3],
+        ["us.anthropic.claude-sonnet-4-5-20250929-v1:0"; 3]
+    );
+    assert_eq!(models[3], "us.amazon.nova-pro-v1:0");
+    assert_eq!(models.len(), 4);
+}
+
+#[tokio::test]
+async fn fallbacks_skip_models_the_caller_may_not_use() {
+    let h = Harness::start().await;
+    let down = Reply::error(503, "ServiceUnavailableException", "down");
+    h.server.script("*", std::iter::repeat_n(down, 6));
+    let (status, _, v) = h
+        .chat_json(json!({"model": "claude", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 502, "{v}");
+    assert!(
+        h.server
+            .recorded()
+            .iter()
+            .all(|r| r.model() != "premium-model"),
+        "`user` may not invoke the premium fallback"
+    );
+}
+
+#[tokio::test]
+async fn no_fallback_for_a_request_the_client_must_fix() {
+    let h = Harness::start().await;
+    h.server.script(
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        [Reply::error(400, "ValidationException", "bad input")],
+    );
+    let (status, _, v) = h
+        .chat_json(json!({"model": "claude", "messages": user("hi")}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(h.server.recorded().len(), 1);
+}
+
+#[tokio::test]
+async fn timeout_is_504_then_falls_back() {
+    let h = Harness::start().await;
+    h.server.script(
+        "slow-model",
+        [Reply::Delay(
+            Duration::from_secs(3),
+            Box::new(Reply::text("too late")),
+        )],
+    );
+    let started = Instant::now();
+    let (status, _, v) = h
+        .chat_json(json!({"model": "slow", "messages": user("hi")}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], "nova");
+
+    // Without a fallback that fits, the timeout is the answer.
+    h.server.script(
+        "slow-model",
+        [Reply::Delay(
+            Duration::from_secs(3),
+            Box::new(Reply::text("too late")),
+        )],
+    );
+    let (status, _, v) = h
+        .chat_json(json!({"model": "slow", "messages": user("hi"), "max_tokens": 20000}))
+        .await;
+    assert_eq!(status, 504, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn mid_stream_error_ends_with_an_error_event() {
+    let h = Harness::start().await;
+    h.server.script(
+        "single-model",
+        [Reply::Stream(vec![
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "partial"}}),
+            ),
+            Item::Exception("throttlingException".into(), "slow down".into()),
+        ])],
+    );
+    let (status, _, body) = h
+        .chat(json!({"model": "single", "messages": user("hi"), "stream": true}))
+        .await;
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["choices"][0]["delta"]["content"] == "partial")
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["error"]["code"], "rate_limit_exceeded", "{events:?}");
+    assert!(!events.contains(&Value::String("[DONE]".into())));
+}
+
+#[tokio::test]
+async fn stalled_stream_times_out_with_an_error_event() {
+    let h = Harness::start().await;
+    h.server.script(
+        "slow-model",
+        [Reply::Stream(vec![
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "partial"}}),
+            ),
+            Item::Pause(Duration::from_secs(3)),
+            event("messageStop", json!({"stopReason": "end_turn"})),
+        ])],
+    );
+    let started = Instant::now();
+    let (_, _, body) = h
+        .chat(json!({"model": "slow", "messages": user("hi"), "stream": true}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let events = sse_events(&body);
+    assert_eq!(
+        events.last().expect("events")["error"]["code"],
+        "upstream_timeout"
+    );
+    assert!(
+        h.server.wait_abandoned(1, Duration::from_secs(2)).await,
+        "the stalled upstream call was cancelled"
+    );
+}
+
+#[tokio::test]
+async fn http_image_urls_are_refused_before_any_call() {
+    let h = Harness::start().await;
+    let (status, _, v) = h
+        .chat_json(
+            json!({"model": "claude", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+            ]}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["param"], "messages[0].content[1].image_url.url");
+    assert!(h.server.recorded().is_empty());
+}
+
+#[tokio::test]
+async fn bedrock_without_providers_is_501() {
+    // `Engine::new` has no provider clients: bedrock aliases answer 501, as before.
+    let (engine, dir) = common::engine(&common::repo_root()).await;
+    let (status, _, _) = common::send(
+        &engine,
+        common::request(
+            "POST",
+            "/v1/chat/completions",
+            Some(dir.key("dev")),
+            common::chat_body("claude-sonnet-4.5", "hi"),
+        ),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 501);
+}

@@ -1,0 +1,404 @@
+//! A Bedrock Runtime test server on 127.0.0.1: Converse answers in JSON, ConverseStream in
+//! `application/vnd.amazon.eventstream` binary framing (encoded with `aws-smithy-eventstream`),
+//! request errors as the SDK expects them (status, `x-amzn-errortype`, JSON body) and
+//! mid-stream errors as `:message-type: exception` events.
+//!
+//! Tests script it per model id (a queue of replies; an empty queue answers a default), and
+//! read back every request it received (path, headers, JSON body) and how many answers were
+//! abandoned by the client before they ended.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// 200 with this Converse JSON.
+    Converse(Value),
+    /// 200 with these ConverseStream items.
+    Stream(Vec<Item>),
+    /// An error status with `x-amzn-errortype` and `{"message":..}`.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// Error type, e.g. `ThrottlingException`.
+        kind: String,
+        /// Message.
+        message: String,
+    },
+    /// Waits, then answers.
+    Delay(Duration, Box<Reply>),
+}
+
+/// One item of a ConverseStream answer.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// An event: its `:event-type` and JSON payload.
+    Event(String, Value),
+    /// An exception event: its `:exception-type` (e.g. `throttlingException`) and message.
+    Exception(String, String),
+    /// A pause before the next item.
+    Pause(Duration),
+}
+
+impl Reply {
+    /// An error reply.
+    pub fn error(status: u16, kind: &str, message: &str) -> Self {
+        Reply::Error {
+            status,
+            kind: kind.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A Converse answer of one text block.
+    pub fn text(text: &str) -> Self {
+        Reply::Converse(json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17},
+            "metrics": {"latencyMs": 42}
+        }))
+    }
+
+    /// A stream of text pieces, then `end_turn` and usage.
+    pub fn stream_text(pieces: &[&str]) -> Self {
+        let mut items = vec![event("messageStart", json!({"role": "assistant"}))];
+        for p in pieces {
+            items.push(event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": p}}),
+            ));
+        }
+        items.push(event("contentBlockStop", json!({"contentBlockIndex": 0})));
+        items.push(event("messageStop", json!({"stopReason": "end_turn"})));
+        items.push(event(
+            "metadata",
+            json!({"usage": {"inputTokens": 12, "outputTokens": pieces.len(), "totalTokens": 12 + pieces.len()}, "metrics": {"latencyMs": 42}}),
+        ));
+        Reply::Stream(items)
+    }
+}
+
+/// An event item.
+pub fn event(kind: &str, payload: Value) -> Item {
+    Item::Event(kind.to_string(), payload)
+}
+
+/// A request the server received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path, percent-decoded (`/model/<id>/converse`).
+    pub path: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl Recorded {
+    /// The model id of the path.
+    pub fn model(&self) -> &str {
+        self.path
+            .strip_prefix("/model/")
+            .and_then(|r| r.rsplit_once('/'))
+            .map_or("", |(m, _)| m)
+    }
+
+    /// The operation (`converse` or `converse-stream`).
+    pub fn operation(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or("")
+    }
+
+    /// The `authorization` header.
+    pub fn authorization(&self) -> &str {
+        self.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct State {
+    scripts: HashMap<String, VecDeque<Reply>>,
+    recorded: Vec<Recorded>,
+}
+
+/// The running server; stops when dropped.
+pub struct BedrockServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    abandoned: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BedrockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Counts an answer as abandoned when it is dropped before it ended.
+struct Guard {
+    abandoned: Arc<AtomicUsize>,
+    finished: bool,
+}
+
+impl Guard {
+    fn done(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn encode(item: &Item) -> Option<Bytes> {
+    let message = match item {
+        Item::Event(kind, payload) => Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(
+                ":event-type",
+                HeaderValue::String(kind.clone().into()),
+            ))
+            .add_header(Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ))
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("event".into()),
+            )),
+        Item::Exception(kind, message) => {
+            Message::new(Bytes::from(json!({"message": message}).to_string()))
+                .add_header(Header::new(
+                    ":exception-type",
+                    HeaderValue::String(kind.clone().into()),
+                ))
+                .add_header(Header::new(
+                    ":content-type",
+                    HeaderValue::String("application/json".into()),
+                ))
+                .add_header(Header::new(
+                    ":message-type",
+                    HeaderValue::String("exception".into()),
+                ))
+        }
+        Item::Pause(_) => return None,
+    };
+    let mut buf = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&message, &mut buf).expect("encode event");
+    Some(Bytes::from(buf))
+}
+
+async fn answer(reply: Reply, abandoned: Arc<AtomicUsize>) -> Response<Body> {
+    let mut guard = Guard {
+        abandoned: abandoned.clone(),
+        finished: false,
+    };
+    let mut reply = reply;
+    while let Reply::Delay(d, next) = reply {
+        tokio::time::sleep(d).await;
+        reply = *next;
+    }
+    let response = match reply {
+        Reply::Converse(v) => Response::builder()
+            .header("content-type", "application/json")
+            .header("x-amzn-requestid", "test-request-id")
+            .body(Full::new(Bytes::from(v.to_string())).boxed())
+            .expect("response"),
+        Reply::Error {
+            status,
+            kind,
+            message,
+        } => Response::builder()
+            .status(StatusCode::from_u16(status).expect("status"))
+            .header("content-type", "application/json")
+            .header(
+                "x-amzn-errortype",
+                format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            )
+            .body(Full::new(Bytes::from(json!({"message": message}).to_string())).boxed())
+            .expect("response"),
+        Reply::Stream(items) => {
+            let stream_guard = Guard {
+                abandoned,
+                finished: false,
+            };
+            let body = futures_util::stream::unfold(
+                (VecDeque::from(items), stream_guard),
+                |(mut items, mut g)| async move {
+                    loop {
+                        match items.pop_front() {
+                            None => {
+                                g.done();
+                                return None;
+                            }
+                            Some(Item::Pause(d)) => tokio::time::sleep(d).await,
+                            Some(item) => {
+                                let bytes = encode(&item)?;
+                                return Some((Ok::<_, Infallible>(Frame::data(bytes)), (items, g)));
+                            }
+                        }
+                    }
+                },
+            );
+            Response::builder()
+                .header("content-type", "application/vnd.amazon.eventstream")
+                .header("x-amzn-requestid", "test-request-id")
+                .body(BodyExt::boxed(StreamBody::new(body)))
+                .expect("response")
+        }
+        Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+    };
+    guard.done();
+    response
+}
+
+impl BedrockServer {
+    /// Starts a server on 127.0.0.1 with a free port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Bedrock test server");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let (st, ab) = (state.clone(), abandoned.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, ab) = (st.clone(), ab.clone());
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (st, ab) = (st.clone(), ab.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let bytes = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let recorded = Recorded {
+                            method: parts.method.to_string(),
+                            path: percent_decode(parts.uri.path()),
+                            headers: parts.headers,
+                            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                        };
+                        let reply = {
+                            let mut s = st.lock().expect("state");
+                            let model = recorded.model().to_string();
+                            let stream = recorded.operation() == "converse-stream";
+                            s.recorded.push(recorded);
+                            let scripted = s
+                                .scripts
+                                .get_mut(&model)
+                                .and_then(VecDeque::pop_front)
+                                .or_else(|| s.scripts.get_mut("*").and_then(VecDeque::pop_front));
+                            scripted.unwrap_or_else(|| {
+                                if stream {
+                                    Reply::stream_text(&["Hello", " from", " Bedrock"])
+                                } else {
+                                    Reply::text("Hello from Bedrock")
+                                }
+                            })
+                        };
+                        Ok::<_, Infallible>(answer(reply, ab).await)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            state,
+            abandoned,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues replies for a model id (`*`: any model without its own queue).
+    pub fn script(&self, model: &str, replies: impl IntoIterator<Item = Reply>) {
+        let mut s = self.state.lock().expect("state");
+        s.scripts
+            .entry(model.to_string())
+            .or_default()
+            .extend(replies);
+    }
+
+    /// Every request received so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.state.lock().expect("state").recorded.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear(&self) {
+        self.state.lock().expect("state").recorded.clear();
+    }
+
+    /// Answers the client dropped before they ended.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `limit` for `abandoned() >= n`.
+    pub async fn wait_abandoned(&self, n: usize, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.abandoned() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.abandoned() >= n
+    }
+}
