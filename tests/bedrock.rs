@@ -402,3 +402,92 @@ async fn bedrock_without_providers_is_501() {
     .await;
     assert_eq!(status.as_u16(), 501);
 }
+
+/// Serves the harness's engine on 127.0.0.1 and sends a raw HTTP/1.1 chat request; returns
+/// the open connection.
+async fn raw_chat(
+    h: &Harness,
+    body: Value,
+) -> (tokio::net::TcpStream, tokio::sync::oneshot::Sender<()>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pennyworth::server::serve(
+        h.engine.clone(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = body.to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        h.dir.key("user"),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(body.as_bytes()).await.expect("write");
+    (conn, stop)
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_stream() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start().await;
+    let mut items = vec![event("messageStart", json!({"role": "assistant"}))];
+    for _ in 0..50 {
+        items.push(event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "word "}}),
+        ));
+        items.push(Item::Pause(Duration::from_millis(100)));
+    }
+    items.push(event("messageStop", json!({"stopReason": "end_turn"})));
+    h.server.script("*", [Reply::Stream(items)]);
+    let (mut conn, _stop) = raw_chat(
+        &h,
+        json!({"model": "claude", "messages": user("hi"), "stream": true}),
+    )
+    .await;
+    let mut buf = vec![0u8; 4096];
+    let mut seen = String::new();
+    while !seen.contains("word") {
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the gateway closed the stream early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(h.server.abandoned(), 0);
+    drop(conn);
+    assert!(
+        h.server.wait_abandoned(1, Duration::from_secs(3)).await,
+        "the upstream stream was not cancelled after the client left"
+    );
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_a_buffered_call() {
+    let h = Harness::start().await;
+    h.server.script(
+        "*",
+        [Reply::Delay(
+            Duration::from_secs(5),
+            Box::new(Reply::text("too late")),
+        )],
+    );
+    let (conn, _stop) = raw_chat(&h, json!({"model": "claude", "messages": user("hi")})).await;
+    // Wait until the upstream call is in flight, then leave.
+    let start = Instant::now();
+    while h.server.recorded().is_empty() && start.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.server.recorded().len(), 1);
+    drop(conn);
+    assert!(
+        h.server.wait_abandoned(1, Duration::from_secs(3)).await,
+        "the upstream call was not cancelled after the client left"
+    );
+}

@@ -67,7 +67,7 @@ models:
 /// An engine over the test models, with the test principals.
 pub struct Harness {
     /// The engine.
-    pub engine: Engine,
+    pub engine: std::sync::Arc<Engine>,
     /// Users and keys.
     pub dir: common::TestDirectory,
     /// The Bedrock test server.
@@ -105,7 +105,11 @@ impl Harness {
             .await
             .expect("build providers");
         let dir = common::TestDirectory::new().await;
-        let engine = Engine::with_providers(compiled, dir.directory.clone(), providers);
+        let engine = std::sync::Arc::new(Engine::with_providers(
+            compiled,
+            dir.directory.clone(),
+            providers,
+        ));
         Self {
             engine,
             dir,
