@@ -79,7 +79,7 @@ pub fn to_document(v: &serde_json::Value) -> Document {
     }
 }
 
-/// Smithy document → `serde_json::Value` (object keys sorted, as serde_json keeps them).
+/// Smithy document → `serde_json::Value`, object keys sorted.
 pub fn from_document(d: &Document) -> serde_json::Value {
     match d {
         Document::Null => serde_json::Value::Null,
@@ -90,11 +90,16 @@ pub fn from_document(d: &Document) -> serde_json::Value {
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Document::String(s) => serde_json::Value::String(s.clone()),
         Document::Array(a) => serde_json::Value::Array(a.iter().map(from_document).collect()),
-        Document::Object(o) => serde_json::Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), from_document(v)))
-                .collect(),
-        ),
+        Document::Object(o) => {
+            // Documents are hash maps; sorted keys make the output deterministic.
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            serde_json::Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), from_document(&o[k])))
+                    .collect(),
+            )
+        }
     }
 }
 
