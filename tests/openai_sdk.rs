@@ -5,6 +5,9 @@
 //! `import openai` the test is skipped with a notice, unless `PENNYWORTH_REQUIRE_PYTHON=1`, in
 //! which case it fails (set it wherever the SDK must be present, such as CI).
 
+#[path = "support/bedrock.rs"]
+mod bedrock_server;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -113,12 +116,26 @@ fn init_store(data_dir: &Path) -> String {
 
 /// Starts `pennyworth serve` on 127.0.0.1:0 and waits for its listening line; returns the
 /// guard and the base URL (`http://127.0.0.1:PORT`). Its stderr goes to `log`.
-fn start_server(data_dir: &Path, log: &Path) -> (KillOnDrop, String) {
+fn start_server(
+    config_dir: &Path,
+    data_dir: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String) {
     let log_file = File::create(log).expect("create the server log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_pennyworth"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pennyworth"));
+    // An empty value removes the variable from the child's environment.
+    for (k, v) in env {
+        if v.is_empty() {
+            command.env_remove(k);
+        } else {
+            command.env(k, v);
+        }
+    }
+    let child = command
         .arg("serve")
         .arg("--config")
-        .arg(repo_root())
+        .arg(config_dir)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
@@ -180,8 +197,8 @@ fn start_server(data_dir: &Path, log: &Path) -> (KillOnDrop, String) {
     }
 }
 
-#[test]
-fn openai_python_sdk_against_a_running_gateway() {
+/// `Ok(python)` when the SDK test can run; `Err(())` when it is skipped (with a notice).
+fn python_or_skip(test: &str) -> Result<PathBuf, ()> {
     let python = python();
     if let Err(why) = check_openai(&python) {
         if std::env::var("PENNYWORTH_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
@@ -192,29 +209,38 @@ fn openai_python_sdk_against_a_running_gateway() {
             );
         }
         eprintln!(
-            "SKIPPED openai_python_sdk_against_a_running_gateway: {why}\n\
+            "SKIPPED {test}: {why}\n\
              (run `scripts/test`, or create .venv and `pip install -r tests/python/requirements.txt`; \
              set PENNYWORTH_REQUIRE_PYTHON=1 to make this a failure)"
         );
-        return;
+        return Err(());
     }
+    Ok(python)
+}
 
+/// Starts `serve` over `config_dir` (with `server_env` added to its environment) on a fresh
+/// store and runs `tests/python/<script>` against it; panics with every log on failure.
+fn run_script(
+    python: &Path,
+    config_dir: &Path,
+    server_env: &[(&str, &str)],
+    script: &str,
+    script_env: &[(&str, &str)],
+) {
     let tmp = tempfile::tempdir().expect("create a temp dir");
     let data_dir = tmp.path().join("data");
     let key = init_store(&data_dir);
     let server_log = tmp.path().join("server.log");
-    let (mut server, url) = start_server(&data_dir, &server_log);
+    let (mut server, url) = start_server(config_dir, &data_dir, &server_log, server_env);
 
-    let script = repo_root()
-        .join("tests")
-        .join("python")
-        .join("test_openai_sdk.py");
+    let script = repo_root().join("tests").join("python").join(script);
     let out_path = tmp.path().join("python.stdout");
     let err_path = tmp.path().join("python.stderr");
-    let child = Command::new(&python)
+    let child = Command::new(python)
         .arg(&script)
         .env("PENNYWORTH_BASE_URL", format!("{url}/v1"))
         .env("PENNYWORTH_API_KEY", &key)
+        .envs(script_env.iter().copied())
         // Loopback only, whatever proxy the environment names.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
@@ -233,7 +259,6 @@ fn openai_python_sdk_against_a_running_gateway() {
         child,
         what: "Python script",
     };
-
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let status = loop {
         if let Some(status) = script_run.child.try_wait().expect("poll the Python script") {
@@ -269,4 +294,93 @@ fn openai_python_sdk_against_a_running_gateway() {
         report()
     );
     eprint!("{stdout}");
+}
+
+#[test]
+fn openai_python_sdk_against_a_running_gateway() {
+    let Ok(python) = python_or_skip("openai_python_sdk_against_a_running_gateway") else {
+        return;
+    };
+    run_script(&python, &repo_root(), &[], "test_openai_sdk.py", &[]);
+}
+
+/// The Bedrock aliases of the SDK test; `{url}` is the Bedrock test server.
+const BEDROCK_MODELS: &str = r#"
+providers:
+  bedrock:
+    endpoint_url: {url}
+    retry: { max_attempts: 2, initial_backoff_ms: 1, max_backoff_ms: 5 }
+models:
+  echo:
+    provider: echo
+    groups: [standard]
+  claude:
+    provider: bedrock
+    upstream: us.anthropic.claude-sonnet-4-5-20250929-v1:0
+    region: us-east-1
+    groups: [standard]
+    owned_by: anthropic
+"#;
+
+#[test]
+fn openai_python_sdk_against_bedrock() {
+    let Ok(python) = python_or_skip("openai_python_sdk_against_bedrock") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
+    let config = tempfile::tempdir().expect("temp dir");
+    for f in ["routes.yaml"] {
+        std::fs::copy(repo_root().join(f), config.path().join(f)).expect("copy routes.yaml");
+    }
+    std::fs::create_dir(config.path().join("policies")).expect("mkdir policies");
+    for e in std::fs::read_dir(repo_root().join("policies")).expect("read policies") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), config.path().join("policies").join(e.file_name()))
+            .expect("copy policy");
+    }
+    std::fs::write(
+        config.path().join("models.yaml"),
+        BEDROCK_MODELS.replace("{url}", &bedrock.url()),
+    )
+    .expect("write models.yaml");
+    // Only the child's environment: static test credentials, and no profile files or instance
+    // metadata to look at, so the default credential chain never leaves the machine (an empty
+    // value removes a variable).
+    let server_env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHSDK"),
+        ("AWS_SECRET_ACCESS_KEY", "pennyworth-sdk-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/pennyworth-test",
+        ),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_ENDPOINT_URL", ""),
+    ];
+    run_script(
+        &python,
+        config.path(),
+        &server_env,
+        "test_openai_sdk_bedrock.py",
+        &[("PENNYWORTH_MODEL", "claude")],
+    );
+    let recorded = bedrock.recorded();
+    assert!(recorded.len() >= 4, "the SDK calls reached Bedrock");
+    for r in &recorded {
+        assert_eq!(r.model(), "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert!(
+            r.authorization()
+                .starts_with("AWS4-HMAC-SHA256 Credential=AKIDPENNYWORTHSDK/"),
+            "{}",
+            r.authorization()
+        );
+    }
+    drop(bedrock);
+    drop(runtime);
 }

@@ -294,6 +294,85 @@ async fn answer(reply: Reply, abandoned: Arc<AtomicUsize>) -> Response<Body> {
     response
 }
 
+/// What the server answers when nothing is scripted: a call of the first tool when tools are
+/// offered and the last turn holds no tool result (each required argument `"Paris"`), the
+/// tool results quoted back when it does, and a greeting otherwise.
+fn default_reply(body: &Value, stream: bool) -> Reply {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let results: Vec<String> = last["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|b| b["toolResult"]["content"][0]["text"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let tool = &body["toolConfig"]["tools"][0]["toolSpec"];
+    if results.is_empty()
+        && let Some(name) = tool["name"].as_str()
+    {
+        let mut input = serde_json::Map::new();
+        for r in tool["inputSchema"]["json"]["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            input.insert(r.to_string(), json!("Paris"));
+        }
+        let input = Value::Object(input);
+        if !stream {
+            return Reply::Converse(json!({
+                "output": {"message": {"role": "assistant", "content": [
+                    {"toolUse": {"toolUseId": "tooluse_test_1", "name": name, "input": input}}
+                ]}},
+                "stopReason": "tool_use",
+                "usage": {"inputTokens": 30, "outputTokens": 10, "totalTokens": 40}
+            }));
+        }
+        let args = input.to_string();
+        let (a, b) = args.split_at(args.len() / 2);
+        return Reply::Stream(vec![
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_test_1", "name": name}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": a}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": b}}}),
+            ),
+            event("contentBlockStop", json!({"contentBlockIndex": 0})),
+            event("messageStop", json!({"stopReason": "tool_use"})),
+            event(
+                "metadata",
+                json!({"usage": {"inputTokens": 30, "outputTokens": 10, "totalTokens": 40}, "metrics": {"latencyMs": 1}}),
+            ),
+        ]);
+    }
+    let text = if results.is_empty() {
+        "Hello from Bedrock".to_string()
+    } else {
+        format!("The tool said: {}", results.join("; "))
+    };
+    if stream {
+        let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        Reply::stream_text(&refs)
+    } else {
+        Reply::text(&text)
+    }
+}
+
 impl BedrockServer {
     /// Starts a server on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
@@ -336,11 +415,7 @@ impl BedrockServer {
                                 .and_then(VecDeque::pop_front)
                                 .or_else(|| s.scripts.get_mut("*").and_then(VecDeque::pop_front));
                             scripted.unwrap_or_else(|| {
-                                if stream {
-                                    Reply::stream_text(&["Hello", " from", " Bedrock"])
-                                } else {
-                                    Reply::text("Hello from Bedrock")
-                                }
+                                default_reply(&s.recorded[s.recorded.len() - 1].body, stream)
                             })
                         };
                         Ok::<_, Infallible>(answer(reply, ab).await)
