@@ -216,3 +216,83 @@ fn check_command_prints_all_problems_and_fails() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn upstream_settings_are_validated_with_lines() {
+    let tmp = common::copy_default_config();
+    let path = tmp.path().join("models.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text = text.replacen(
+        "models:\n",
+        "providers:\n  bedrock:\n    endpoint_url: localhost:9000\n    retry: { max_attempts: 0 }\n\nmodels:\n",
+        1,
+    );
+    std::fs::write(&path, text).expect("write");
+    edit(
+        tmp.path(),
+        "models.yaml",
+        "    upstream: us.amazon.nova-lite-v1:0\n",
+        "    upstream: us.amazon.nova-lite-v1:0\n    timeout_ms: 0\n    endpoint_url: ftp://vpce.example\n",
+    );
+    edit(
+        tmp.path(),
+        "models.yaml",
+        "    upstream: us.amazon.nova-micro-v1:0\n    region: us-east-1\n",
+        "    upstream: us.amazon.nova-micro-v1:0\n    region: US_EAST\n    retry: { initial_backoff_ms: 500, max_backoff_ms: 100 }\n",
+    );
+    edit(
+        tmp.path(),
+        "models.yaml",
+        "    owned_by: pennyworth\n",
+        "    owned_by: pennyworth\n    endpoint_url: http://127.0.0.1:1\n",
+    );
+    insta::assert_snapshot!(errors_of(tmp.path()));
+}
+
+#[test]
+fn upstream_settings_accept_valid_values() {
+    let tmp = common::copy_default_config();
+    let path = tmp.path().join("models.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text = text.replacen(
+        "models:\n",
+        "providers:\n  bedrock:\n    region: eu-west-1\n    endpoint_url: https://vpce-0a1b.bedrock-runtime.eu-west-1.vpce.amazonaws.com\n    timeout_ms: 120000\n    retry: { max_attempts: 5, initial_backoff_ms: 100, max_backoff_ms: 2000 }\n\nmodels:\n",
+        1,
+    );
+    std::fs::write(&path, text).expect("write");
+    edit(
+        tmp.path(),
+        "models.yaml",
+        "    upstream: us.amazon.nova-lite-v1:0\n",
+        "    upstream: us.amazon.nova-lite-v1:0\n    timeout_ms: 5000\n    endpoint_url: http://127.0.0.1:9000\n    retry: { max_attempts: 1 }\n",
+    );
+    let config = CompiledConfig::load(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    let lite = config
+        .models()
+        .find(|m| m.alias == "nova-lite")
+        .expect("nova-lite");
+    let s = &lite.upstream_settings;
+    assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(
+        s.region.as_deref(),
+        Some("us-east-1"),
+        "the alias's region wins"
+    );
+    assert_eq!(s.timeout.as_millis(), 5000);
+    assert_eq!(s.retry.max_attempts, 1);
+    assert_eq!(
+        s.retry.initial_backoff.as_millis(),
+        100,
+        "from providers.bedrock"
+    );
+    let pro = config
+        .models()
+        .find(|m| m.alias == "nova-pro")
+        .expect("nova-pro");
+    assert_eq!(
+        pro.upstream_settings.endpoint_url.as_deref(),
+        Some("https://vpce-0a1b.bedrock-runtime.eu-west-1.vpce.amazonaws.com")
+    );
+    assert_eq!(pro.upstream_settings.timeout.as_millis(), 120000);
+    assert_eq!(pro.upstream_settings.retry.max_attempts, 5);
+}

@@ -330,9 +330,11 @@ fn openai_python_sdk_against_bedrock() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
     let config = tempfile::tempdir().expect("temp dir");
-    for f in ["routes.yaml"] {
-        std::fs::copy(repo_root().join(f), config.path().join(f)).expect("copy routes.yaml");
-    }
+    std::fs::copy(
+        repo_root().join("routes.yaml"),
+        config.path().join("routes.yaml"),
+    )
+    .expect("copy routes.yaml");
     std::fs::create_dir(config.path().join("policies")).expect("mkdir policies");
     for e in std::fs::read_dir(repo_root().join("policies")).expect("read policies") {
         let e = e.expect("entry");

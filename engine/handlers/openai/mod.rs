@@ -3,4 +3,5 @@
 pub mod chat;
 pub mod fallback;
 pub mod models;
+pub mod tools;
 pub mod types;

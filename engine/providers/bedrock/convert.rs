@@ -164,10 +164,8 @@ fn user_blocks(i: usize, content: &Content) -> Result<Vec<ContentBlock>, Provide
             let mut out = Vec::with_capacity(parts.len());
             for (j, p) in parts.iter().enumerate() {
                 match (&p.text, &p.image_url) {
-                    (Some(t), _) if p.kind == "text" => {
-                        if !t.is_empty() {
-                            out.push(ContentBlock::Text(t.clone()));
-                        }
+                    (Some(t), _) if p.kind == "text" && !t.is_empty() => {
+                        out.push(ContentBlock::Text(t.clone()));
                     }
                     (_, Some(img)) if p.kind == "image_url" => {
                         let param = format!("messages[{i}].content[{j}].image_url.url");
