@@ -433,6 +433,8 @@ impl CompiledConfig {
                         spec.handler,
                         HandlerKind::Whoami
                             | HandlerKind::ChatCompletions
+                            | HandlerKind::Completions
+                            | HandlerKind::Embeddings
                             | HandlerKind::ListModels
                             | HandlerKind::GetModel
                     )

@@ -55,7 +55,9 @@ fn redact(v: &mut Value) {
             for (k, v) in map.iter_mut() {
                 match (k.as_str(), &*v) {
                     ("created", Value::Number(_)) => *v = Value::String("[timestamp]".into()),
-                    ("id", Value::String(s)) if s.starts_with("chatcmpl-") => {
+                    ("id", Value::String(s))
+                        if s.starts_with("chatcmpl-") || s.starts_with("cmpl-") =>
+                    {
                         *v = Value::String("[completion-id]".into())
                     }
                     ("key_id", Value::String(_)) => *v = Value::String("[key-id]".into()),

@@ -320,6 +320,12 @@ models:
     region: us-east-1
     groups: [standard]
     owned_by: anthropic
+  titan:
+    provider: bedrock
+    upstream: amazon.titan-embed-text-v2:0
+    region: us-east-1
+    kind: embedding
+    groups: [standard]
 "#;
 
 #[test]
@@ -370,12 +376,23 @@ fn openai_python_sdk_against_bedrock() {
         config.path(),
         &server_env,
         "test_openai_sdk_bedrock.py",
-        &[("PENNYWORTH_MODEL", "claude")],
+        &[
+            ("PENNYWORTH_MODEL", "claude"),
+            ("PENNYWORTH_EMBEDDING_MODEL", "titan"),
+        ],
     );
     let recorded = bedrock.recorded();
     assert!(recorded.len() >= 4, "the SDK calls reached Bedrock");
     for r in &recorded {
-        assert_eq!(r.model(), "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert!(
+            [
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "amazon.titan-embed-text-v2:0"
+            ]
+            .contains(&r.model()),
+            "{}",
+            r.path
+        );
         assert!(
             r.authorization()
                 .starts_with("AWS4-HMAC-SHA256 Credential=AKIDPENNYWORTHSDK/"),

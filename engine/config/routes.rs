@@ -86,6 +86,10 @@ pub enum HandlerKind {
     GetModel,
     /// `POST /v1/chat/completions`.
     ChatCompletions,
+    /// `POST /v1/completions` (legacy), answered through chat.
+    Completions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
 }
 
 impl HandlerKind {
@@ -98,13 +102,17 @@ impl HandlerKind {
             HandlerKind::ListModels => "list_models",
             HandlerKind::GetModel => "get_model",
             HandlerKind::ChatCompletions => "chat_completions",
+            HandlerKind::Completions => "completions",
+            HandlerKind::Embeddings => "embeddings",
         }
     }
 
     /// The resource kind this handler needs to be authorized.
     pub fn required_resource(self) -> ResourceKind {
         match self {
-            HandlerKind::ChatCompletions => ResourceKind::Model,
+            HandlerKind::ChatCompletions | HandlerKind::Completions | HandlerKind::Embeddings => {
+                ResourceKind::Model
+            }
             _ => ResourceKind::Api,
         }
     }

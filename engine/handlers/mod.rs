@@ -48,20 +48,25 @@ pub enum Prepared {
     Nothing,
     /// A chat completion request.
     Chat(Box<ChatRequest>),
+    /// A legacy completion request, as the chat request that answers it.
+    Completion(Box<ChatRequest>),
+    /// An embeddings request.
+    Embeddings(Box<openai::embeddings::EmbeddingRequest>),
 }
 
 impl Prepared {
     /// The model the request names, for `resource: model` routes.
     pub fn model(&self) -> Option<&str> {
         match self {
-            Prepared::Chat(c) => Some(&c.model),
+            Prepared::Chat(c) | Prepared::Completion(c) => Some(&c.model),
+            Prepared::Embeddings(e) => Some(&e.model),
             Prepared::Nothing => None,
         }
     }
 
     /// Adds what the body says to the Cedar facts.
     pub fn fill_facts(&self, facts: &mut RequestFacts) {
-        if let Prepared::Chat(c) = self {
+        if let Prepared::Chat(c) | Prepared::Completion(c) = self {
             facts.stream = c.is_stream();
             facts.max_tokens = c.output_limit().map(u64::from);
         }
@@ -72,6 +77,12 @@ impl Prepared {
 pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError> {
     match handler {
         HandlerKind::ChatCompletions => Ok(Prepared::Chat(Box::new(ChatRequest::parse(body)?))),
+        HandlerKind::Completions => Ok(Prepared::Completion(Box::new(
+            openai::completions::CompletionRequest::parse(body)?,
+        ))),
+        HandlerKind::Embeddings => Ok(Prepared::Embeddings(Box::new(
+            openai::embeddings::EmbeddingRequest::parse(body)?,
+        ))),
         HandlerKind::Health
         | HandlerKind::Version
         | HandlerKind::Whoami
@@ -95,9 +106,17 @@ pub async fn run(
         (HandlerKind::ChatCompletions, Prepared::Chat(request)) => {
             openai::chat::complete(&ctx, *request).await
         }
-        (HandlerKind::ChatCompletions, Prepared::Nothing) => Err(ApiError::internal(
-            &"chat handler reached without a parsed body",
-        )),
+        (HandlerKind::Completions, Prepared::Completion(request)) => {
+            openai::completions::complete(&ctx, *request).await
+        }
+        (HandlerKind::Embeddings, Prepared::Embeddings(request)) => {
+            openai::embeddings::embed(&ctx, *request).await
+        }
+        (HandlerKind::ChatCompletions | HandlerKind::Completions | HandlerKind::Embeddings, _) => {
+            Err(ApiError::internal(
+                &"a model handler was reached without its parsed body",
+            ))
+        }
     }
 }
 

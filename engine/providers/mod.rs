@@ -9,6 +9,7 @@ pub mod echo;
 
 use crate::config::models::ProviderKind;
 use crate::engine::ModelRuntime;
+use crate::handlers::openai::embeddings::EmbeddingRequest;
 use crate::handlers::openai::types::ChatRequest;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -166,6 +167,15 @@ impl ProviderError {
     }
 }
 
+/// Embedding vectors, one per input in order.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddingOutput {
+    /// Vectors.
+    pub vectors: Vec<Vec<f32>>,
+    /// Input tokens (an estimate where the upstream does not report them).
+    pub prompt_tokens: u64,
+}
+
 /// A stream of chat events.
 pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 
@@ -185,6 +195,18 @@ pub trait Provider: Send + Sync {
         model: &ModelRuntime,
         request: &ChatRequest,
     ) -> Result<ChatStream, ProviderError>;
+
+    /// Embeddings of the request's inputs.
+    async fn embed(
+        &self,
+        model: &ModelRuntime,
+        _request: &EmbeddingRequest,
+    ) -> Result<EmbeddingOutput, ProviderError> {
+        Err(ProviderError::InvalidRequest(format!(
+            "model `{}` does not serve embeddings",
+            model.alias
+        )))
+    }
 }
 
 /// The providers an engine has, by kind; clients are built once, before the first request.

@@ -19,6 +19,7 @@ import openai
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
 MODEL = os.environ.get("PENNYWORTH_MODEL", "claude")
+EMBEDDING_MODEL = os.environ.get("PENNYWORTH_EMBEDDING_MODEL", "titan")
 
 WEATHER = {
     "type": "function",
@@ -131,6 +132,40 @@ def tool_calling_stream():
     expect_eq(json.loads(args), {"city": "Paris"}, "joined arguments")
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     expect_eq(finishes, ["tool_calls"], "finish reasons")
+
+
+def test_vector(text, dims):
+    """The test server's vector for a text: its length, then a ramp."""
+    return [float(len(text))] + [i / 8 for i in range(1, dims)]
+
+
+@case
+def embeddings_default_encoding():
+    # The SDK asks for base64 by default and decodes it.
+    r = client().embeddings.create(model=EMBEDDING_MODEL, input=["hello world", "bye"])
+    expect_eq(r.object, "list", "object")
+    expect_eq(r.model, EMBEDDING_MODEL, "model")
+    expect_eq([d.index for d in r.data], [0, 1], "indexes")
+    expect_eq(r.data[0].embedding, test_vector("hello world", 8), "first vector")
+    expect_eq(r.data[1].embedding, test_vector("bye", 8), "second vector")
+    expect_eq(r.usage.prompt_tokens, 3, "prompt_tokens")
+
+
+@case
+def embeddings_float_with_dimensions():
+    r = client().embeddings.create(model=EMBEDDING_MODEL, input="abc", dimensions=256, encoding_format="float")
+    expect_eq(len(r.data[0].embedding), 256, "dimensions")
+    expect_eq(r.data[0].embedding[:3], [3.0, 0.125, 0.25], "vector start")
+
+
+@case
+def legacy_completions():
+    r = client().completions.create(model=MODEL, prompt="Say hi", max_tokens=20)
+    expect_eq(r.object, "text_completion", "object")
+    expect_eq(r.choices[0].text, "Hello from Bedrock", "text")
+    expect_eq(r.choices[0].finish_reason, "stop", "finish_reason")
+    chunks = list(client().completions.create(model=MODEL, prompt="Say hi", stream=True))
+    expect_eq("".join(c.choices[0].text for c in chunks if c.choices), "Hello from Bedrock", "streamed text")
 
 
 @case

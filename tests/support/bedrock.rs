@@ -136,6 +136,10 @@ impl Recorded {
 struct State {
     scripts: HashMap<String, VecDeque<Reply>>,
     recorded: Vec<Recorded>,
+    /// Replaces the built-in default replies (buffered, streamed) when set.
+    defaults: Option<(Reply, Reply)>,
+    /// Keep no record (benchmarks).
+    no_record: bool,
 }
 
 /// The running server; stops when dropped.
@@ -294,6 +298,45 @@ async fn answer(reply: Reply, abandoned: Arc<AtomicUsize>) -> Response<Body> {
     response
 }
 
+/// A deterministic vector for a text: its length, then a ramp.
+pub fn test_vector(text: &str, dims: usize) -> Vec<f64> {
+    (0..dims)
+        .map(|i| {
+            if i == 0 {
+                text.len() as f64
+            } else {
+                i as f64 / 8.0
+            }
+        })
+        .collect()
+}
+
+/// InvokeModel with nothing scripted: Titan (`inputText`) or Cohere (`texts`) embeddings.
+fn embedding_reply(body: &Value) -> Reply {
+    if let Some(text) = body["inputText"].as_str() {
+        let dims = body["dimensions"].as_u64().unwrap_or(8) as usize;
+        return Reply::Converse(json!({
+            "embedding": test_vector(text, dims),
+            "inputTextTokenCount": text.split_whitespace().count(),
+        }));
+    }
+    let texts: Vec<&str> = body["texts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let dims = body["output_dimension"].as_u64().unwrap_or(8) as usize;
+    let vectors: Vec<Vec<f64>> = texts.iter().map(|t| test_vector(t, dims)).collect();
+    if body.get("embedding_types").is_some() {
+        Reply::Converse(
+            json!({"id": "emb-1", "embeddings": {"float": vectors}, "texts": texts, "response_type": "embeddings_by_type"}),
+        )
+    } else {
+        Reply::Converse(
+            json!({"id": "emb-1", "embeddings": vectors, "texts": texts, "response_type": "embeddings_floats"}),
+        )
+    }
+}
+
 /// What the server answers when nothing is scripted: a call of the first tool when tools are
 /// offered and the last turn holds no tool result (each required argument `"Paris"`), the
 /// tool results quoted back when it does, and a greeting otherwise.
@@ -376,7 +419,12 @@ fn default_reply(body: &Value, stream: bool) -> Reply {
 impl BedrockServer {
     /// Starts a server on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts a server on a loopback address.
+    pub async fn start_on(addr: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind the Bedrock test server");
         let addr = listener.local_addr().expect("local addr");
@@ -408,15 +456,28 @@ impl BedrockServer {
                             let mut s = st.lock().expect("state");
                             let model = recorded.model().to_string();
                             let stream = recorded.operation() == "converse-stream";
-                            s.recorded.push(recorded);
+                            let invoke = recorded.operation() == "invoke";
+                            let body = recorded.body.clone();
+                            if !s.no_record {
+                                s.recorded.push(recorded);
+                            }
                             let scripted = s
                                 .scripts
                                 .get_mut(&model)
                                 .and_then(VecDeque::pop_front)
                                 .or_else(|| s.scripts.get_mut("*").and_then(VecDeque::pop_front));
-                            scripted.unwrap_or_else(|| {
-                                default_reply(&s.recorded[s.recorded.len() - 1].body, stream)
-                            })
+                            match (scripted, &s.defaults) {
+                                (Some(r), _) => r,
+                                (None, Some((buffered, streamed))) => {
+                                    if stream {
+                                        streamed.clone()
+                                    } else {
+                                        buffered.clone()
+                                    }
+                                }
+                                (None, None) if invoke => embedding_reply(&body),
+                                (None, None) => default_reply(&body, stream),
+                            }
                         };
                         Ok::<_, Infallible>(answer(reply, ab).await)
                     }
@@ -448,6 +509,14 @@ impl BedrockServer {
             .entry(model.to_string())
             .or_default()
             .extend(replies);
+    }
+
+    /// Answers these (buffered, streamed) when nothing is scripted, and records nothing
+    /// (benchmarks).
+    pub fn set_defaults(&self, buffered: Reply, streamed: Reply) {
+        let mut s = self.state.lock().expect("state");
+        s.defaults = Some((buffered, streamed));
+        s.no_record = true;
     }
 
     /// Every request received so far.

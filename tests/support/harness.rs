@@ -56,6 +56,25 @@ models:
     retry: { max_attempts: 1 }
     groups: [standard]
     fallbacks: [nova]
+  titan:
+    provider: bedrock
+    upstream: amazon.titan-embed-text-v2:0
+    region: us-east-1
+    kind: embedding
+    groups: [standard]
+    pricing: { input: 0.02 }
+  cohere:
+    provider: bedrock
+    upstream: cohere.embed-english-v3
+    region: us-east-1
+    kind: embedding
+    groups: [standard]
+  cohere-v4:
+    provider: bedrock
+    upstream: us.cohere.embed-v4:0
+    region: us-east-1
+    kind: embedding
+    groups: [standard]
   single:
     provider: bedrock
     upstream: single-model
@@ -127,6 +146,19 @@ impl Harness {
             Bytes::from(body.to_string()),
         );
         common::send(&self.engine, req).await
+    }
+
+    /// POSTs a body to `path` as the `user` principal; returns status, headers and JSON.
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, http::HeaderMap, Value) {
+        let req = common::request(
+            "POST",
+            path,
+            Some(self.dir.key("user")),
+            Bytes::from(body.to_string()),
+        );
+        let (status, headers, bytes) = common::send(&self.engine, req).await;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status.as_u16(), headers, v)
     }
 
     /// Like [`Harness::chat`], parsing a JSON body.

@@ -72,14 +72,14 @@ impl From<ProviderError> for ApiError {
 }
 
 /// A completion or chunk id: `chatcmpl-` and 24 hex digits.
-fn completion_id() -> String {
+pub(super) fn completion_id() -> String {
     let mut b = [0u8; 12];
     // An id collision is harmless; fall back to zeros rather than fail the request.
     let _ = getrandom::fill(&mut b);
     format!("chatcmpl-{}", hex::encode(b))
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     crate::directory::now()
 }
 
@@ -163,7 +163,17 @@ struct Delta<'a> {
     tool_calls: Option<[ToolCallOut<'a>; 1]>,
 }
 
-fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiError> {
+pub(super) fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiError> {
+    if model.kind != crate::config::models::ModelKind::Chat {
+        return Err(ApiError::bad_request(
+            "wrong_model_kind",
+            format!(
+                "model `{}` is an embedding model; send it to /v1/embeddings",
+                model.alias
+            ),
+        )
+        .with_param("model"));
+    }
     if let (Some(max), Some(asked)) = (model.max_output_tokens, request.output_limit())
         && asked > max
     {
@@ -318,7 +328,7 @@ struct SseState {
     record: RecordOwned,
 }
 
-fn sse_line(json: &[u8]) -> Bytes {
+pub(super) fn sse_line(json: &[u8]) -> Bytes {
     let mut v = Vec::with_capacity(json.len() + 8);
     v.extend_from_slice(b"data: ");
     v.extend_from_slice(json);

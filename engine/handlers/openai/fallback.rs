@@ -6,9 +6,10 @@
 //! of fallbacks are not followed. A stream falls back only while it has not started.
 
 use super::super::Ctx;
+use super::embeddings::EmbeddingRequest;
 use super::types::ChatRequest;
 use crate::engine::ModelRuntime;
-use crate::providers::{ChatEvent, ChatOutput, ChatStream, ProviderError};
+use crate::providers::{ChatEvent, ChatOutput, ChatStream, EmbeddingOutput, ProviderError};
 use futures_util::StreamExt;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 fn candidates<'e>(
     ctx: &Ctx<'e>,
     model: &'e ModelRuntime,
-    request: &ChatRequest,
+    output_limit: Option<u32>,
 ) -> Vec<&'e ModelRuntime> {
     let mut out = vec![model];
     for alias in &model.fallbacks {
@@ -26,7 +27,7 @@ fn candidates<'e>(
         let permitted = ctx
             .identity
             .is_some_and(|id| ctx.engine.may_invoke(id, fb, ctx.facts));
-        let fits = match (fb.max_output_tokens, request.output_limit()) {
+        let fits = match (fb.max_output_tokens, output_limit) {
             (Some(max), Some(asked)) => asked <= max,
             _ => true,
         };
@@ -58,7 +59,7 @@ pub async fn chat<'e>(
     model: &'e ModelRuntime,
     request: &ChatRequest,
 ) -> Result<(&'e ModelRuntime, ChatOutput), ProviderError> {
-    let list = candidates(ctx, model, request);
+    let list = candidates(ctx, model, request.output_limit());
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let attempt = async {
@@ -89,7 +90,7 @@ pub async fn chat_stream<'e>(
     model: &'e ModelRuntime,
     request: &ChatRequest,
 ) -> Result<(&'e ModelRuntime, ChatStream), ProviderError> {
-    let list = candidates(ctx, model, request);
+    let list = candidates(ctx, model, request.output_limit());
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let timeout = m.upstream_settings.timeout;
@@ -102,6 +103,35 @@ pub async fn chat_stream<'e>(
         };
         match attempt.await {
             Ok(stream) => return Ok((m, idle_timeout(stream, timeout, m.alias.clone()))),
+            Err(e) => {
+                next_or_fail(e.clone(), m, i + 1 < list.len())?;
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Embeddings from `model` or one of its fallbacks; returns the alias that answered.
+pub async fn embed<'e>(
+    ctx: &Ctx<'e>,
+    model: &'e ModelRuntime,
+    request: &EmbeddingRequest,
+) -> Result<(&'e ModelRuntime, EmbeddingOutput), ProviderError> {
+    let list = candidates(ctx, model, None);
+    let mut last = ProviderError::Upstream;
+    for (i, m) in list.iter().enumerate() {
+        let attempt = async {
+            let provider = ctx.engine.providers().get(m.provider)?;
+            match tokio::time::timeout(m.upstream_settings.timeout, provider.embed(m, request))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::Timeout),
+            }
+        };
+        match attempt.await {
+            Ok(out) => return Ok((m, out)),
             Err(e) => {
                 next_or_fail(e.clone(), m, i + 1 < list.len())?;
                 last = e;

@@ -1,6 +1,8 @@
 //! The OpenAI-compatible API.
 
 pub mod chat;
+pub mod completions;
+pub mod embeddings;
 pub mod fallback;
 pub mod models;
 pub mod tools;

@@ -251,33 +251,38 @@ fn strip_position(s: &str) -> String {
     }
 }
 
+/// Parses a body that must be one JSON object into `T`; errors name the parameter.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let probe: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(body);
+        return Err(match probe {
+            Err(e) => ApiError::bad_request(
+                "invalid_json",
+                format!(
+                    "the request body is not valid JSON: {}",
+                    strip_position(&e.to_string())
+                ),
+            ),
+            Ok(_) => ApiError::bad_request(
+                "invalid_request_body",
+                "the request body must be a JSON object",
+            ),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(body_error)
+}
+
 impl ChatRequest {
     /// Parses and validates a body.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            let probe: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(body);
-            return Err(match probe {
-                Err(e) => ApiError::bad_request(
-                    "invalid_json",
-                    format!(
-                        "the request body is not valid JSON: {}",
-                        strip_position(&e.to_string())
-                    ),
-                ),
-                Ok(_) => ApiError::bad_request(
-                    "invalid_request_body",
-                    "the request body must be a JSON object",
-                ),
-            });
-        }
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(body_error)?;
+        let request: ChatRequest = parse_object(body)?;
         request.validate()?;
         Ok(request)
     }
@@ -300,7 +305,8 @@ impl ChatRequest {
             .unwrap_or(false)
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    /// Checks ranges and cross-field rules (also for requests built from other endpoints).
+    pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |param: &str, msg: String| {
             Err(ApiError::bad_request("invalid_value", msg).with_param(param))
         };

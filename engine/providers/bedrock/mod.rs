@@ -1,8 +1,10 @@
-//! AWS Bedrock through Converse and ConverseStream, with the official SDK (SigV4 signing,
+//! AWS Bedrock through Converse and ConverseStream (chat) and InvokeModel (embeddings), with
+//! the official SDK (SigV4 signing,
 //! retries with backoff). Clients are built once, one per distinct region, endpoint and
 //! retry policy, and shared by the aliases that use them.
 
 pub mod convert;
+pub mod embed;
 pub mod errors;
 pub mod response;
 
@@ -215,5 +217,13 @@ impl Provider for Bedrock {
             .await
             .map_err(|e| errors::from_sdk(&e, &model.alias))?;
         Ok(response::event_stream(out.stream, &model.alias))
+    }
+
+    async fn embed(
+        &self,
+        model: &ModelRuntime,
+        request: &crate::handlers::openai::embeddings::EmbeddingRequest,
+    ) -> Result<super::EmbeddingOutput, ProviderError> {
+        embed::embed(self.client(model)?, model, request).await
     }
 }

@@ -1,0 +1,332 @@
+//! `POST /v1/completions` (legacy): the prompt becomes one user message of a chat request, and
+//! the answer comes back as `text_completion` objects, buffered or streamed.
+
+use super::super::{Ctx, json};
+use super::chat::{check_limits, sse_line, unix_now};
+use super::fallback;
+use super::types::{ChatRequest, Content, Message, Role, Stop, StreamOptions, Usage, parse_object};
+use crate::body::{Body, BoxError};
+use crate::errors::ApiError;
+use crate::providers::{ChatEvent, FinishReason, ProviderError, TokenUsage};
+use crate::usage::{Price, UsageRecord};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/completions` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionRequest {
+    /// Model alias.
+    pub model: String,
+    /// The prompt: a string, or an array of exactly one string.
+    #[serde(default)]
+    pub prompt: Option<Prompt>,
+    /// Stream as server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Output limit (the model's default when absent).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Number of choices (1).
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// End-user id.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Text after the completion (not supported).
+    #[serde(default)]
+    pub suffix: Option<String>,
+    /// Echo the prompt back (not supported).
+    #[serde(default)]
+    pub echo: Option<bool>,
+    /// Server-side candidates (only 1).
+    #[serde(default)]
+    pub best_of: Option<u32>,
+    /// Log probabilities (not supported).
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+}
+
+/// `prompt`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// One prompt.
+    One(String),
+    /// Several prompts (only one is accepted).
+    Many(Vec<String>),
+}
+
+fn unsupported(param: &str, why: &str) -> ApiError {
+    ApiError::bad_request("unsupported_parameter", format!("`{param}` {why}")).with_param(param)
+}
+
+impl CompletionRequest {
+    /// Parses a body and turns it into the chat request that answers it.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let r: CompletionRequest = parse_object(body)?;
+        let prompt = match r.prompt {
+            None => {
+                return Err(ApiError::bad_request(
+                    "missing_required_parameter",
+                    "missing required parameter: `prompt`",
+                )
+                .with_param("prompt"));
+            }
+            Some(Prompt::One(p)) => p,
+            Some(Prompt::Many(mut v)) if v.len() == 1 => v.remove(0),
+            Some(Prompt::Many(v)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_value",
+                    format!(
+                        "`prompt` must be one string (this gateway answers one prompt per request), got {} prompts",
+                        v.len()
+                    ),
+                )
+                .with_param("prompt"));
+            }
+        };
+        if r.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported("suffix", "is not supported"));
+        }
+        if r.echo == Some(true) {
+            return Err(unsupported("echo", "is not supported"));
+        }
+        if r.best_of.is_some_and(|b| b > 1) {
+            return Err(unsupported("best_of", "must be 1"));
+        }
+        if r.logprobs.as_ref().is_some_and(|l| !l.is_null()) {
+            return Err(unsupported("logprobs", "is not supported"));
+        }
+        let chat = ChatRequest {
+            model: r.model,
+            messages: vec![Message {
+                role: Role::User,
+                content: Some(Content::Text(prompt)),
+                name: None,
+                tool_calls: None,
+                tool_call_id: None,
+            }],
+            stream: r.stream,
+            stream_options: r.stream_options,
+            max_tokens: r.max_tokens,
+            max_completion_tokens: None,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            n: r.n,
+            stop: r.stop,
+            user: r.user,
+            tools: None,
+            tool_choice: None,
+            response_format: None,
+            reasoning_effort: None,
+            thinking: None,
+        };
+        chat.validate()?;
+        Ok(chat)
+    }
+}
+
+fn completion_id() -> String {
+    let mut b = [0u8; 12];
+    let _ = getrandom::fill(&mut b);
+    format!("cmpl-{}", hex::encode(b))
+}
+
+#[derive(Serialize)]
+struct TextCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: Vec<TextChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    system_fingerprint: Option<()>,
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    text: &'a str,
+    index: u32,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+/// Answers a legacy completion.
+pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Body>, ApiError> {
+    let model = ctx.engine.model(&request.model).ok_or_else(|| {
+        ApiError::not_found(
+            "model_not_found",
+            format!("the model `{}` does not exist", request.model),
+        )
+        .with_param("model")
+    })?;
+    check_limits(model, &request)?;
+    let identity = ctx
+        .identity
+        .ok_or_else(|| ApiError::internal(&"completion reached without an identity"))?;
+    let id = completion_id();
+    let created = unix_now();
+    if !request.is_stream() {
+        let (served, out) = fallback::chat(ctx, model, &request).await?;
+        UsageRecord {
+            request_id: ctx.request_id,
+            user: &identity.username,
+            key_id: identity.key_id.as_deref(),
+            model: &served.alias,
+            stream: false,
+            usage: out.usage,
+            cost: served.price.cost(out.usage),
+        }
+        .emit();
+        return json(
+            StatusCode::OK,
+            &TextCompletion {
+                id: &id,
+                object: "text_completion",
+                created,
+                model: &served.alias,
+                choices: vec![TextChoice {
+                    text: out.content.as_deref().unwrap_or(""),
+                    index: 0,
+                    logprobs: None,
+                    finish_reason: Some(out.finish.as_str()),
+                }],
+                usage: Some(out.usage.into()),
+                system_fingerprint: None,
+            },
+        );
+    }
+    let (served, events) = fallback::chat_stream(ctx, model, &request).await?;
+    let mut state = TextStream {
+        id,
+        created,
+        model: served.alias.clone(),
+        include_usage: request.include_usage(),
+        usage: TokenUsage::default(),
+        finished: false,
+        request_id: ctx.request_id.to_string(),
+        user: identity.username.clone(),
+        key_id: identity.key_id.clone(),
+        price: served.price.clone(),
+    };
+    let body = events
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }))
+        .scan(false, move |done, event| {
+            let out = if *done {
+                None
+            } else {
+                if matches!(event, None | Some(Err(_))) {
+                    *done = true;
+                }
+                Some(state.on_event(event))
+            };
+            async move { out }
+        })
+        .filter_map(|b| async move { b.map(Ok::<Bytes, BoxError>) });
+    let mut response = Response::new(Body::stream(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+struct TextStream {
+    id: String,
+    created: i64,
+    model: String,
+    include_usage: bool,
+    usage: TokenUsage,
+    finished: bool,
+    request_id: String,
+    user: String,
+    key_id: Option<String>,
+    price: Price,
+}
+
+impl TextStream {
+    fn chunk(&self, text: &str, finish: Option<FinishReason>, usage: Option<Usage>) -> Bytes {
+        let choices = if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![TextChoice {
+                text,
+                index: 0,
+                logprobs: None,
+                finish_reason: finish.map(FinishReason::as_str),
+            }]
+        };
+        let c = TextCompletion {
+            id: &self.id,
+            object: "text_completion",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+            system_fingerprint: None,
+        };
+        sse_line(&serde_json::to_vec(&c).unwrap_or_default())
+    }
+
+    fn record(&self) {
+        UsageRecord {
+            request_id: &self.request_id,
+            user: &self.user,
+            key_id: self.key_id.as_deref(),
+            model: &self.model,
+            stream: true,
+            usage: self.usage,
+            cost: self.price.cost(self.usage),
+        }
+        .emit();
+    }
+
+    fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+        match event {
+            Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(&t, None, None)),
+            Some(Ok(ChatEvent::Finish(f))) => {
+                self.finished = true;
+                Some(self.chunk("", Some(f), None))
+            }
+            Some(Ok(ChatEvent::Usage(u))) => {
+                self.usage = u;
+                None
+            }
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                self.record();
+                Some(sse_line(&ApiError::from(e).body_bytes()))
+            }
+            None => {
+                self.record();
+                let mut out = Vec::new();
+                if !self.finished {
+                    out.extend_from_slice(&self.chunk("", Some(FinishReason::Stop), None));
+                }
+                if self.include_usage {
+                    out.extend_from_slice(&self.chunk("", None, Some(self.usage.into())));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                Some(Bytes::from(out))
+            }
+        }
+    }
+}
