@@ -143,7 +143,7 @@ impl CompiledConfig {
                     ));
                 }
                 let upstream = match (spec.provider, &spec.upstream) {
-                    (ProviderKind::Echo, None) => alias.clone(),
+                    (ProviderKind::Echo | ProviderKind::Openai, None) => alias.clone(),
                     (ProviderKind::Echo, Some(u)) => u.clone(),
                     (_, Some(u)) if !u.trim().is_empty() => u.clone(),
                     (p, _) => {

@@ -46,6 +46,10 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Base URL of an OpenAI-compatible API.
+    pub base_url: Option<String>,
+    /// Environment variable holding its API key.
+    pub api_key_env: Option<String>,
 }
 
 impl Default for Upstream {
@@ -53,6 +57,8 @@ impl Default for Upstream {
         Self {
             region: None,
             endpoint_url: None,
+            base_url: None,
+            api_key_env: None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }
@@ -64,6 +70,12 @@ fn valid_region(r: &str) -> bool {
         && r.len() <= 64
         && r.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.as_bytes()[0].is_ascii_digit()
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn valid_endpoint(url: &str) -> bool {
@@ -211,23 +223,81 @@ pub fn compile(
     };
     let origin = Origin::Alias(alias);
     check_settings(file, text, &origin, &own, errors);
-    if spec.provider == ProviderKind::Echo {
-        for (key, set) in [
-            ("region", own.region.is_some()),
-            ("endpoint_url", own.endpoint_url.is_some()),
-        ] {
-            if set {
+    let not_for = |key: &str, why: &str, errors: &mut Vec<ConfigError>| {
+        errors.push(ConfigError::new(
+            file,
+            origin.line(text, &format!("{key}:")),
+            format!("model `{alias}`: {why}, so `{key}` does not apply"),
+        ));
+    };
+    let bedrock_only = [
+        ("region", own.region.is_some()),
+        ("endpoint_url", own.endpoint_url.is_some()),
+    ];
+    let openai_only = [
+        ("base_url", spec.base_url.is_some()),
+        ("api_key_env", spec.api_key_env.is_some()),
+    ];
+    match spec.provider {
+        ProviderKind::Echo => {
+            for (key, set) in bedrock_only.iter().chain(&openai_only) {
+                if *set {
+                    not_for(key, "provider `echo` has no upstream", errors);
+                }
+            }
+        }
+        ProviderKind::Bedrock => {
+            for (key, set) in &openai_only {
+                if *set {
+                    not_for(
+                        key,
+                        "provider `bedrock` is not an OpenAI-compatible API",
+                        errors,
+                    );
+                }
+            }
+        }
+        ProviderKind::Openai => {
+            for (key, set) in &bedrock_only {
+                if *set {
+                    not_for(
+                        key,
+                        "provider `openai` is not AWS Bedrock (use `base_url`)",
+                        errors,
+                    );
+                }
+            }
+            match &spec.base_url {
+                None => errors.push(ConfigError::new(
+                    file,
+                    origin.line(text, "provider:"),
+                    format!("model `{alias}`: provider `openai` needs a `base_url`"),
+                )),
+                Some(u) if !valid_endpoint(u) => errors.push(ConfigError::new(
+                    file,
+                    origin.line(text, "base_url:"),
+                    format!(
+                        "model `{alias}`: `base_url` `{u}` must be an http or https URL with a host and no query"
+                    ),
+                )),
+                Some(_) => {}
+            }
+            if let Some(v) = &spec.api_key_env
+                && !valid_env_name(v)
+            {
                 errors.push(ConfigError::new(
                     file,
-                    origin.line(text, &format!("{key}:")),
-                    format!("model `{alias}`: provider `echo` has no upstream, so `{key}` does not apply"),
+                    origin.line(text, "api_key_env:"),
+                    format!(
+                        "model `{alias}`: `api_key_env` `{v}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+                    ),
                 ));
             }
         }
     }
     let defaults = match spec.provider {
         ProviderKind::Bedrock => bedrock_defaults.cloned().unwrap_or_default(),
-        ProviderKind::Echo => UpstreamSettings::default(),
+        ProviderKind::Echo | ProviderKind::Openai => UpstreamSettings::default(),
     };
     let retry_own = own.retry.clone().unwrap_or_default();
     let retry_def = defaults.retry.clone().unwrap_or_default();
@@ -241,6 +311,11 @@ pub fn compile(
         .or(retry_def.max_backoff_ms)
         .map_or(base.max_backoff.max(initial), Duration::from_millis);
     Upstream {
+        base_url: spec
+            .base_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+        api_key_env: spec.api_key_env.clone(),
         region: own.region.or(defaults.region),
         endpoint_url: own.endpoint_url.or(defaults.endpoint_url),
         timeout: own

@@ -296,3 +296,21 @@ fn upstream_settings_accept_valid_values() {
     assert_eq!(pro.upstream_settings.timeout.as_millis(), 120000);
     assert_eq!(pro.upstream_settings.retry.max_attempts, 5);
 }
+
+#[test]
+fn openai_provider_settings_are_validated() {
+    let tmp = common::copy_default_config();
+    let path = tmp.path().join("models.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text = format!(
+        "{text}\n  gpt-missing-url:\n    provider: openai\n    groups: [standard]\n\n  gpt-bad:\n    provider: openai\n    base_url: api.openai.com/v1\n    api_key_env: 1BAD-NAME\n    region: us-east-1\n\n  gpt-ok:\n    provider: openai\n    upstream: gpt-4o-mini\n    base_url: https://api.openai.com/v1\n    api_key_env: OPENAI_API_KEY\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    edit(
+        tmp.path(),
+        "models.yaml",
+        "    upstream: us.amazon.nova-lite-v1:0\n",
+        "    upstream: us.amazon.nova-lite-v1:0\n    base_url: http://127.0.0.1:1/v1\n",
+    );
+    insta::assert_snapshot!(errors_of(tmp.path()));
+}

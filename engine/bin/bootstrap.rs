@@ -2,8 +2,7 @@
 //! streaming runner (API Gateway REST and HTTP API events).
 
 use pennyworth::directory::local::LocalDirectory;
-use pennyworth::providers::Providers;
-use pennyworth::providers::bedrock::BedrockSettings;
+use pennyworth::providers::{ProviderSettings, Providers};
 use pennyworth::{CompiledConfig, Engine, lambda};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +35,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let directory = Arc::new(LocalDirectory::open(&data_dir)?);
     let engine = match CompiledConfig::load(&dir) {
         Ok(config) => {
-            let providers = Providers::build(&config, BedrockSettings::default())
+            let providers = Providers::build(&config, ProviderSettings::default())
                 .await
                 .map_err(|e| format!("cannot set up the model providers: {e}"))?;
             Arc::new(Engine::with_providers(config, directory, providers))

@@ -5,8 +5,7 @@ use pennyworth::CompiledConfig;
 use pennyworth::auth;
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
-use pennyworth::providers::Providers;
-use pennyworth::providers::bedrock::BedrockSettings;
+use pennyworth::providers::{ProviderSettings, Providers};
 use pennyworth::{Engine, server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,7 +119,7 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::FAILURE;
         }
     }
-    let providers = match Providers::build(&compiled, BedrockSettings::default()).await {
+    let providers = match Providers::build(&compiled, ProviderSettings::default()).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: cannot set up the model providers: {e}");

@@ -80,6 +80,14 @@ pub struct ModelSpec {
     /// Retries (see [`RetrySpec`]).
     #[serde(default)]
     pub retry: Option<RetrySpec>,
+    /// For `provider: openai`: the API base URL (`https://api.openai.com/v1`,
+    /// `http://127.0.0.1:11434/v1`, ...); requests go to `<base_url>/chat/completions`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// For `provider: openai`: the environment variable holding the upstream API key (none:
+    /// no `Authorization` header).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
     /// What the model does.
     #[serde(default)]
     pub kind: ModelKind,
@@ -111,6 +119,8 @@ pub enum ProviderKind {
     Echo,
     /// AWS Bedrock Converse / InvokeModel.
     Bedrock,
+    /// Any OpenAI-compatible API (OpenAI, vLLM, Ollama, another gateway).
+    Openai,
 }
 
 impl ProviderKind {
@@ -119,6 +129,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Echo => "echo",
             ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Openai => "openai",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod bedrock;
 pub mod echo;
+pub mod openai;
 
 use crate::config::models::ProviderKind;
 use crate::engine::ModelRuntime;
@@ -209,10 +210,37 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// What building the provider clients needs besides `models.yaml`.
+#[derive(Clone)]
+pub struct ProviderSettings {
+    /// Bedrock credentials and default region.
+    pub bedrock: bedrock::BedrockSettings,
+    /// Where `api_key_env` variables are read (default: the process environment).
+    pub env: openai::EnvLookup,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            bedrock: bedrock::BedrockSettings::default(),
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("bedrock", &self.bedrock)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The providers an engine has, by kind; clients are built once, before the first request.
 pub struct Providers {
     echo: echo::Echo,
     bedrock: Option<Arc<bedrock::Bedrock>>,
+    openai: Option<Arc<openai::OpenAi>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -227,31 +255,46 @@ impl Default for Providers {
         Self {
             echo: echo::Echo,
             bedrock: None,
+            openai: None,
         }
     }
 }
 
 impl Providers {
     /// Builds the clients every alias of `config` needs: one Bedrock client per distinct
-    /// region, endpoint and retry policy. With `bedrock.credentials` unset, credentials come
-    /// from the default AWS chain (environment, profile, web identity, container, instance),
-    /// resolved lazily on the first call; nothing here touches the network.
+    /// region, endpoint and retry policy, and one HTTP client for OpenAI-compatible upstreams
+    /// (whose API keys are read from the environment here, once). With
+    /// `bedrock.credentials` unset, credentials come from the default AWS chain (environment,
+    /// profile, web identity, container, instance), resolved lazily on the first call;
+    /// nothing here touches the network.
     pub async fn build(
         config: &crate::CompiledConfig,
-        bedrock: bedrock::BedrockSettings,
+        settings: ProviderSettings,
     ) -> Result<Self, String> {
-        let models: Vec<&ModelRuntime> = config
-            .models()
-            .filter(|m| m.provider == ProviderKind::Bedrock)
-            .collect();
-        let bedrock = if models.is_empty() {
+        let of = |kind: ProviderKind| -> Vec<&ModelRuntime> {
+            config.models().filter(|m| m.provider == kind).collect()
+        };
+        let bedrock_models = of(ProviderKind::Bedrock);
+        let bedrock = if bedrock_models.is_empty() {
             None
         } else {
-            Some(Arc::new(bedrock::Bedrock::build(&models, bedrock).await?))
+            Some(Arc::new(
+                bedrock::Bedrock::build(&bedrock_models, settings.bedrock).await?,
+            ))
+        };
+        let openai_models = of(ProviderKind::Openai);
+        let openai = if openai_models.is_empty() {
+            None
+        } else {
+            Some(Arc::new(openai::OpenAi::build(
+                &openai_models,
+                &settings.env,
+            )?))
         };
         Ok(Self {
             echo: echo::Echo,
             bedrock,
+            openai,
         })
     }
 
@@ -262,6 +305,10 @@ impl Providers {
             ProviderKind::Bedrock => match &self.bedrock {
                 Some(b) => Ok(b.as_ref()),
                 None => Err(ProviderError::Unavailable("bedrock")),
+            },
+            ProviderKind::Openai => match &self.openai {
+                Some(p) => Ok(p.as_ref()),
+                None => Err(ProviderError::Unavailable("openai")),
             },
         }
     }

@@ -5,8 +5,8 @@
 use super::bedrock_server::BedrockServer;
 use crate::common;
 use bytes::Bytes;
-use pennyworth::providers::Providers;
 use pennyworth::providers::bedrock::BedrockSettings;
+use pennyworth::providers::{ProviderSettings, Providers};
 use pennyworth::{CompiledConfig, Engine};
 use serde_json::Value;
 
@@ -120,9 +120,15 @@ impl Harness {
         .expect("write models.yaml");
         let compiled = CompiledConfig::load(config.path())
             .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
-        let providers = Providers::build(&compiled, settings())
-            .await
-            .expect("build providers");
+        let providers = Providers::build(
+            &compiled,
+            ProviderSettings {
+                bedrock: settings(),
+                ..ProviderSettings::default()
+            },
+        )
+        .await
+        .expect("build providers");
         let dir = common::TestDirectory::new().await;
         let engine = std::sync::Arc::new(Engine::with_providers(
             compiled,

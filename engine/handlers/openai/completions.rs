@@ -134,6 +134,7 @@ impl CompletionRequest {
             response_format: None,
             reasoning_effort: None,
             thinking: None,
+            raw: None,
         };
         chat.validate()?;
         Ok(chat)

@@ -60,6 +60,20 @@ pub struct ChatRequest {
     /// (Anthropic's shape); wins over `reasoning_effort`.
     #[serde(default)]
     pub thinking: Option<Thinking>,
+    /// The body as the client sent it, for providers that forward it (with every field the
+    /// gateway does not interpret).
+    #[serde(skip)]
+    pub raw: Option<RawBody>,
+}
+
+/// A request body kept as sent; `Debug` shows only its length (it holds prompt text).
+#[derive(Clone)]
+pub struct RawBody(pub bytes::Bytes);
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawBody({} bytes)", self.0.len())
+    }
 }
 
 /// `stream_options`.
@@ -281,9 +295,10 @@ pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
 
 impl ChatRequest {
     /// Parses and validates a body.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let request: ChatRequest = parse_object(body)?;
+    pub fn parse(body: &bytes::Bytes) -> Result<Self, ApiError> {
+        let mut request: ChatRequest = parse_object(body)?;
         request.validate()?;
+        request.raw = Some(RawBody(body.clone()));
         Ok(request)
     }
 

@@ -1,0 +1,336 @@
+//! Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, another gateway): the client's body
+//! is forwarded with the upstream model id substituted, answers are read back into the
+//! provider-neutral types, and streams are mapped chunk by chunk as they arrive.
+
+mod mapping;
+mod sse;
+
+use super::{ChatOutput, ChatStream, EmbeddingOutput, Provider, ProviderError};
+use crate::engine::ModelRuntime;
+use crate::handlers::openai::embeddings::EmbeddingRequest;
+use crate::handlers::openai::types::{ChatRequest, Content, Role, Stop};
+use crate::upstream::RetryPolicy;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Looks up an environment variable (tests pass their own).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// An API key that never prints.
+#[derive(Clone)]
+struct ApiKey(HeaderValue);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(..)")
+    }
+}
+
+/// The OpenAI-compatible provider: one HTTP client, and the key of each alias.
+pub struct OpenAi {
+    client: Client<Https, Full<Bytes>>,
+    keys: HashMap<String, ApiKey>,
+}
+
+impl std::fmt::Debug for OpenAi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAi")
+            .field("aliases", &self.keys.len())
+            .finish()
+    }
+}
+
+impl OpenAi {
+    /// Builds the client and reads each alias's API key from `env` (once, at start).
+    pub fn build(models: &[&ModelRuntime], env: &EnvLookup) -> Result<Self, String> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        let mut keys = HashMap::new();
+        for m in models {
+            if let Some(var) = &m.upstream_settings.api_key_env {
+                let value = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    format!(
+                        "model `{}`: the environment variable `{var}` (its `api_key_env`) is not set",
+                        m.alias
+                    )
+                })?;
+                let mut header =
+                    HeaderValue::from_str(&format!("Bearer {value}")).map_err(|_| {
+                        format!(
+                            "model `{}`: the value of `{var}` is not usable in an HTTP header",
+                            m.alias
+                        )
+                    })?;
+                header.set_sensitive(true);
+                keys.insert(m.alias.clone(), ApiKey(header));
+            }
+        }
+        Ok(Self { client, keys })
+    }
+
+    /// Sends `body` to `<base_url>/<path>` with retries for throttling and transient failures;
+    /// returns the response once its status is a success.
+    async fn send(
+        &self,
+        model: &ModelRuntime,
+        path: &str,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+        let base = model.upstream_settings.base_url.as_deref().unwrap_or("");
+        let url = format!("{base}/{path}");
+        let policy = model.upstream_settings.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = Request::post(&url)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .body(Full::new(body.clone()))
+                .map_err(|e| {
+                    tracing::error!(model = %model.alias, error = %e, "cannot build the upstream request");
+                    ProviderError::Upstream
+                })?;
+            if let Some(key) = self.keys.get(&model.alias) {
+                request
+                    .headers_mut()
+                    .insert(header::AUTHORIZATION, key.0.clone());
+            }
+            let error = match self.client.request(request).await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => error_of(model, response).await,
+                Err(e) => {
+                    tracing::warn!(model = %model.alias, error = %e, "upstream connection failed");
+                    ProviderError::Upstream
+                }
+            };
+            let retryable = matches!(
+                error,
+                ProviderError::Throttled { .. } | ProviderError::Upstream | ProviderError::Timeout
+            );
+            if !retryable || attempt >= policy.max_attempts {
+                return Err(error);
+            }
+            let wait = backoff(policy, attempt, &error);
+            tracing::info!(model = %model.alias, attempt, wait_ms = wait.as_millis() as u64, "retrying the upstream call");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, or the upstream's `Retry-After` when it is shorter
+/// than the longest backoff.
+fn backoff(policy: RetryPolicy, attempt: u32, error: &ProviderError) -> Duration {
+    if let ProviderError::Throttled {
+        retry_after: Some(s),
+    } = error
+    {
+        let asked = Duration::from_secs(*s);
+        if asked <= policy.max_backoff {
+            return asked;
+        }
+    }
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(policy.max_backoff);
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    let fraction = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+    exp.mul_f64(fraction.max(0.1))
+}
+
+/// An error status → a provider error (the upstream's message only for a validation error).
+async fn error_of(
+    model: &ModelRuntime,
+    response: http::Response<hyper::body::Incoming>,
+) -> ProviderError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = match tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::Limited::new(response.into_body(), 64 * 1024).collect(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("upstream status {}", status.as_u16()));
+    tracing::warn!(model = %model.alias, status = status.as_u16(), error = %message, "upstream call failed");
+    mapping::from_status(status, retry_after, message)
+}
+
+/// The body to send for a chat request: the client's own body when there is one (every field
+/// forwarded), else one built from the request; the model id replaced, and for streams usage
+/// asked for (the gateway accounts tokens).
+fn chat_body(
+    model: &ModelRuntime,
+    request: &ChatRequest,
+    stream: bool,
+) -> Result<Bytes, ProviderError> {
+    let mut map: Map<String, Value> = match &request.raw {
+        Some(raw) => serde_json::from_slice(&raw.0).map_err(|_| ProviderError::Upstream)?,
+        None => built_body(request),
+    };
+    map.insert("model".into(), Value::String(model.upstream.clone()));
+    map.insert("stream".into(), Value::Bool(stream));
+    if stream {
+        let opts = map.entry("stream_options").or_insert_with(|| json!({}));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        } else {
+            *opts = json!({"include_usage": true});
+        }
+    } else {
+        map.remove("stream_options");
+    }
+    serde_json::to_vec(&map)
+        .map(Bytes::from)
+        .map_err(|_| ProviderError::Upstream)
+}
+
+/// A body for requests that did not come as a chat body (legacy completions).
+fn built_body(request: &ChatRequest) -> Map<String, Value> {
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::Developer => "developer",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            let content = match &m.content {
+                Some(Content::Text(t)) => Value::String(t.clone()),
+                _ => Value::String(m.text()),
+            };
+            json!({"role": role, "content": content})
+        })
+        .collect();
+    let mut map = Map::new();
+    map.insert("messages".into(), Value::Array(messages));
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            map.insert(k.into(), v);
+        }
+    };
+    put("max_tokens", request.max_tokens.map(Value::from));
+    put("temperature", request.temperature.map(Value::from));
+    put("top_p", request.top_p.map(Value::from));
+    put(
+        "stop",
+        request.stop.as_ref().map(|s| match s {
+            Stop::One(s) => Value::String(s.clone()),
+            Stop::Many(v) => json!(v),
+        }),
+    );
+    put("user", request.user.clone().map(Value::String));
+    map
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    async fn chat(
+        &self,
+        model: &ModelRuntime,
+        request: &ChatRequest,
+    ) -> Result<ChatOutput, ProviderError> {
+        let body = chat_body(model, request, false)?;
+        let response = self.send(model, "chat/completions", body).await?;
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                tracing::warn!(model = %model.alias, error = %e, "reading the upstream answer failed");
+                ProviderError::Upstream
+            })?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            tracing::warn!(model = %model.alias, "the upstream answer is not JSON");
+            ProviderError::Upstream
+        })?;
+        mapping::completion(&v).ok_or_else(|| {
+            tracing::warn!(model = %model.alias, "the upstream answer has no choices");
+            ProviderError::Upstream
+        })
+    }
+
+    async fn chat_stream(
+        &self,
+        model: &ModelRuntime,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, ProviderError> {
+        let body = chat_body(model, request, true)?;
+        let response = self.send(model, "chat/completions", body).await?;
+        let is_sse = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            tracing::warn!(model = %model.alias, "the upstream answered a stream request without an event stream");
+            return Err(ProviderError::Upstream);
+        }
+        Ok(sse::events(response.into_body(), model.alias.clone()))
+    }
+
+    async fn embed(
+        &self,
+        model: &ModelRuntime,
+        request: &EmbeddingRequest,
+    ) -> Result<EmbeddingOutput, ProviderError> {
+        let mut body = json!({
+            "model": model.upstream,
+            "input": request.texts(),
+            "encoding_format": "float",
+        });
+        if let Some(d) = request.dimensions {
+            body["dimensions"] = json!(d);
+        }
+        if let Some(u) = &request.user {
+            body["user"] = json!(u);
+        }
+        let response = self
+            .send(model, "embeddings", Bytes::from(body.to_string()))
+            .await?;
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| ProviderError::Upstream)?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| ProviderError::Upstream)?;
+        mapping::embeddings(&v, request.texts().len()).ok_or_else(|| {
+            tracing::warn!(model = %model.alias, "the upstream embeddings answer has an unexpected shape");
+            ProviderError::Upstream
+        })
+    }
+}
