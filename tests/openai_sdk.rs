@@ -7,6 +7,8 @@
 
 #[path = "support/bedrock.rs"]
 mod bedrock_server;
+#[path = "support/openai_upstream.rs"]
+mod openai_upstream;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -335,23 +337,7 @@ fn openai_python_sdk_against_bedrock() {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
-    let config = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(
-        repo_root().join("routes.yaml"),
-        config.path().join("routes.yaml"),
-    )
-    .expect("copy routes.yaml");
-    std::fs::create_dir(config.path().join("policies")).expect("mkdir policies");
-    for e in std::fs::read_dir(repo_root().join("policies")).expect("read policies") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), config.path().join("policies").join(e.file_name()))
-            .expect("copy policy");
-    }
-    std::fs::write(
-        config.path().join("models.yaml"),
-        BEDROCK_MODELS.replace("{url}", &bedrock.url()),
-    )
-    .expect("write models.yaml");
+    let config = config_dir_with_models(&BEDROCK_MODELS.replace("{url}", &bedrock.url()));
     // Only the child's environment: static test credentials, and no profile files or instance
     // metadata to look at, so the default credential chain never leaves the machine (an empty
     // value removes a variable).
@@ -402,4 +388,61 @@ fn openai_python_sdk_against_bedrock() {
     }
     drop(bedrock);
     drop(runtime);
+}
+
+#[test]
+fn openai_python_sdk_against_openai_upstream() {
+    let Ok(python) = python_or_skip("openai_python_sdk_against_openai_upstream") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let upstream = runtime.block_on(openai_upstream::OpenAiUpstream::start());
+    let config = config_dir_with_models(&format!(
+        "models:\n  gpt:\n    provider: openai\n    upstream: upstream-model\n    base_url: {url}\n    api_key_env: PENNYWORTH_SDK_UPSTREAM_KEY\n    groups: [standard]\n  embed:\n    provider: openai\n    upstream: text-embedding-3-small\n    kind: embedding\n    base_url: {url}\n    groups: [standard]\n",
+        url = upstream.base_url()
+    ));
+    run_script(
+        &python,
+        config.path(),
+        &[("PENNYWORTH_SDK_UPSTREAM_KEY", "sk-sdk-test")],
+        "test_openai_sdk_upstream.py",
+        &[
+            ("PENNYWORTH_MODEL", "gpt"),
+            ("PENNYWORTH_EMBEDDING_MODEL", "embed"),
+        ],
+    );
+    let recorded = upstream.recorded();
+    assert!(recorded.len() >= 5, "the SDK calls reached the upstream");
+    for r in &recorded {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match r.body["model"].as_str() {
+            Some("upstream-model") => assert_eq!(auth, "Bearer sk-sdk-test"),
+            Some("text-embedding-3-small") => assert_eq!(auth, ""),
+            other => panic!("unexpected upstream model {other:?}"),
+        }
+    }
+    drop(upstream);
+    drop(runtime);
+}
+
+/// A config directory with the repository's routes and policies and `models` as models.yaml.
+fn config_dir_with_models(models: &str) -> tempfile::TempDir {
+    let config = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        repo_root().join("routes.yaml"),
+        config.path().join("routes.yaml"),
+    )
+    .expect("copy routes.yaml");
+    std::fs::create_dir(config.path().join("policies")).expect("mkdir policies");
+    for e in std::fs::read_dir(repo_root().join("policies")).expect("read policies") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), config.path().join("policies").join(e.file_name()))
+            .expect("copy policy");
+    }
+    std::fs::write(config.path().join("models.yaml"), models).expect("write models.yaml");
+    config
 }
