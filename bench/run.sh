@@ -38,6 +38,9 @@ cp routes.yaml "$work/config/"
 cp policies/* "$work/config/policies/"
 cat > "$work/config/models.yaml" <<EOF
 models:
+  echo:
+    provider: echo
+    groups: [standard]
   bench:
     provider: bedrock
     upstream: bench-model
@@ -58,6 +61,7 @@ for _ in $(seq 100); do grep -q listening "$work/gw.out" && break; sleep 0.05; d
 
 msg='[{"role":"user","content":"Say hello to the benchmark."}]'
 echo "{\"model\":\"bench\",\"messages\":$msg}" > "$work/buffered.json"
+echo "{\"model\":\"echo\",\"messages\":$msg}" > "$work/echo.json"
 echo "{\"model\":\"bench\",\"messages\":$msg,\"stream\":true}" > "$work/stream.json"
 echo '{"messages":[{"role":"user","content":[{"text":"Say hello to the benchmark."}]}]}' > "$work/converse.json"
 cat > "$work/post.lua" <<'EOF'
@@ -72,7 +76,9 @@ EOF
 
 run_wrk() { # label connections url body key
   local out
-  out="$(BENCH_BODY="$4" BENCH_KEY="$5" wrk -t2 -c"$2" -d"$DURATION" --latency -s "$work/post.lua" "$3")"
+  local threads=2
+  [ "$2" -lt 2 ] && threads=1
+  out="$(BENCH_BODY="$4" BENCH_KEY="$5" wrk -t"$threads" -c"$2" -d"$DURATION" --latency -s "$work/post.lua" "$3")"
   local p50 p99 rps errors
   p50="$(awk '$1=="50%"{print $2}' <<<"$out")"
   p99="$(awk '$1=="99%"{print $2}' <<<"$out")"
@@ -83,7 +89,8 @@ run_wrk() { # label connections url body key
 
 echo "| run | connections | p50 | p99 | requests/s | errors |"
 echo "|---|---|---|---|---|---|"
-for c in 50 200; do
+for c in 1 50 200; do
+  run_wrk "built-in echo model (no upstream), gateway" "$c" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/echo.json" "$key"
   run_wrk "buffered, direct to stub" "$c" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse" "$work/converse.json" ""
   run_wrk "buffered, through gateway" "$c" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/buffered.json" "$key"
   run_wrk "streamed, direct to stub" "$c" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse-stream" "$work/converse.json" ""
@@ -98,7 +105,7 @@ echo "time to first content chunk (sequential, a new connection each):"
 echo
 stop_stub
 start_stub --events 100 --pause-ms 50
-BENCH_BODY="$work/stream.json" BENCH_KEY="$key" wrk -t2 -c200 -d8s -s "$work/post.lua" \
+BENCH_BODY="$work/stream.json" BENCH_KEY="$key" wrk -t2 -c200 -d8s --timeout 10s -s "$work/post.lua" \
   "http://127.0.0.1:$GW_PORT/v1/chat/completions" > "$work/rss-wrk.txt" &
 wrk_pid=$!
 peak=0
@@ -109,5 +116,5 @@ while kill -0 "$wrk_pid" 2>/dev/null; do
 done
 wait "$wrk_pid" || true
 hwm="$(awk '/VmHWM/{print $2}' "/proc/$gw_pid/status")"
-echo "200 concurrent 5-second streams: peak RSS sampled ${peak} kB, VmHWM ${hwm} kB"
+echo "200 concurrent 5-second streams: gateway RSS peak sampled ${peak} kB; VmHWM over the whole run ${hwm} kB"
 grep -E 'requests in|Non-2xx|Socket errors' "$work/rss-wrk.txt" | sed 's/^/  /'

@@ -61,6 +61,12 @@ impl ModelRuntime {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// When the answer must be complete, set by a front end with a time limit (Lambda) as a
+/// request extension, already less a margin for sending the end of the answer. Buffered calls
+/// time out at it; streams end there with what they have and a warning.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub tokio::time::Instant);
+
 /// Everything compiled from a config directory; no I/O left to do.
 #[derive(Debug)]
 pub struct CompiledConfig {
@@ -671,6 +677,7 @@ impl Engine {
                 params: &params,
                 request_id,
                 facts: &facts,
+                deadline: request.extensions().get::<Deadline>().map(|d| d.0),
             };
             return handlers::run(route.handler, ctx, prepared)
                 .await
@@ -748,6 +755,7 @@ impl Engine {
             params: &params,
             request_id,
             facts: &facts,
+            deadline: request.extensions().get::<Deadline>().map(|d| d.0),
         };
         handlers::run(route.handler, ctx, prepared)
             .await

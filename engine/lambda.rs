@@ -2,12 +2,13 @@
 //! decodes them, turned into engine requests. No logic of its own.
 
 use crate::body::Body;
-use crate::engine::{ClientAddr, Engine};
+use crate::engine::{ClientAddr, Deadline, Engine};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn source_ip(request: &lambda_http::Request) -> Option<IpAddr> {
     let ip = match request.request_context_ref()? {
@@ -77,7 +78,33 @@ pub fn to_engine_request(request: lambda_http::Request) -> Request<Bytes> {
     out
 }
 
+/// Time kept back from the invocation's deadline to end a stream cleanly and flush it.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(2500);
+
+/// The invocation's deadline as an instant, less [`DEADLINE_MARGIN`].
+fn deadline(request: &lambda_http::Request) -> Option<Deadline> {
+    let ctx = request.lambda_context_ref()?;
+    if ctx.deadline == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    let left = Duration::from_millis(
+        u64::try_from(u128::from(ctx.deadline).saturating_sub(now_ms)).unwrap_or(0),
+    );
+    Some(Deadline(
+        tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN),
+    ))
+}
+
 /// Answers one Lambda HTTP event.
 pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<Body> {
-    engine.handle(to_engine_request(request)).await
+    let deadline = deadline(&request);
+    let mut request = to_engine_request(request);
+    if let Some(d) = deadline {
+        request.extensions_mut().insert(d);
+    }
+    engine.handle(request).await
 }

@@ -491,3 +491,103 @@ async fn client_disconnect_cancels_a_buffered_call() {
         "the upstream call was not cancelled after the client left"
     );
 }
+
+fn lambda_chat(h: &Harness, body: Value, deadline_in: Duration) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let mut ctx = lambda_http::Context::default();
+    ctx.deadline = now_ms + deadline_in.as_millis() as u64;
+    http::Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", h.dir.key("user")))
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(body.to_string()))
+        .expect("request")
+        .with_lambda_context(ctx)
+}
+
+#[tokio::test]
+async fn lambda_deadline_ends_a_stream_with_a_partial_answer_and_a_warning() {
+    let h = Harness::start().await;
+    h.server.script(
+        "*",
+        [Reply::Stream(vec![
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "partial"}}),
+            ),
+            Item::Pause(Duration::from_secs(5)),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": " never sent"}}),
+            ),
+            event("messageStop", json!({"stopReason": "end_turn"})),
+        ])],
+    );
+    // The deadline is 3.2 s away; the gateway keeps 2.5 s back, so it cuts after ~0.7 s.
+    let req = lambda_chat(
+        &h,
+        json!({"model": "claude", "messages": user("hi"), "stream": true,
+            "stream_options": {"include_usage": true}}),
+        Duration::from_millis(3200),
+    );
+    let started = Instant::now();
+    let resp = pennyworth::lambda::handle(&h.engine, req).await;
+    let body = resp.into_body().collect().await.expect("body");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let events = sse_events(&body);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "partial");
+    let cut = events
+        .iter()
+        .find(|e| e["choices"][0]["finish_reason"] == "length")
+        .expect("a finish chunk");
+    assert!(
+        cut["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("time limit")),
+        "{cut}"
+    );
+    assert_eq!(events.last().expect("events"), "[DONE]");
+    assert!(
+        events[events.len() - 2]["usage"].is_object(),
+        "the usage chunk still comes"
+    );
+    assert!(
+        h.server.wait_abandoned(1, Duration::from_secs(2)).await,
+        "the upstream stream was cancelled"
+    );
+}
+
+#[tokio::test]
+async fn lambda_deadline_bounds_a_buffered_call() {
+    let h = Harness::start().await;
+    h.server.script(
+        "*",
+        std::iter::repeat_n(
+            Reply::Delay(Duration::from_secs(5), Box::new(Reply::text("late"))),
+            3,
+        ),
+    );
+    let req = lambda_chat(
+        &h,
+        json!({"model": "single", "messages": user("hi")}),
+        Duration::from_millis(3000),
+    );
+    let started = Instant::now();
+    let resp = pennyworth::lambda::handle(&h.engine, req).await;
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -29,6 +29,8 @@ pub struct Ctx<'a> {
     pub request_id: &'a str,
     /// Facts given to Cedar.
     pub facts: &'a RequestFacts,
+    /// When the answer must be complete (Lambda), if the front end has a limit.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Ctx<'_> {

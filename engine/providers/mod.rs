@@ -109,6 +109,8 @@ pub enum ChatEvent {
     Finish(FinishReason),
     /// Final token counts.
     Usage(TokenUsage),
+    /// The gateway cut the answer short (its own time limit is near); nothing follows.
+    Cut,
 }
 
 /// Provider failures, mapped to OpenAI errors by the handler. Messages of upstream failures

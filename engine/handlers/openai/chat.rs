@@ -141,7 +141,14 @@ struct Chunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Option<Usage>>,
+    /// Extension: why the answer was cut short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
 }
+
+/// The warning of a stream the gateway ended at its time limit.
+pub const CUT_WARNING: &str =
+    "the answer was cut short: the gateway reached its time limit for this request";
 
 #[derive(Serialize)]
 struct ChunkChoice<'a> {
@@ -362,6 +369,7 @@ impl SseState {
             } else {
                 None
             },
+            warning: None,
         };
         sse_line(&serde_json::to_vec(&chunk).unwrap_or_default())
     }
@@ -420,6 +428,25 @@ impl SseState {
             Some(Ok(ChatEvent::Usage(u))) => {
                 self.usage = u;
                 None
+            }
+            Some(Ok(ChatEvent::Cut)) => {
+                self.finish = Some(FinishReason::Length);
+                let chunk = Chunk {
+                    id: &self.id,
+                    object: "chat.completion.chunk",
+                    created: self.created,
+                    model: &self.model,
+                    system_fingerprint: None,
+                    choices: vec![ChunkChoice {
+                        index: 0,
+                        delta: Delta::default(),
+                        logprobs: None,
+                        finish_reason: Some(FinishReason::Length.as_str()),
+                    }],
+                    usage: self.include_usage.then_some(None),
+                    warning: Some(CUT_WARNING),
+                };
+                Some(sse_line(&serde_json::to_vec(&chunk).unwrap_or_default()))
             }
             Some(Err(e)) => {
                 // A failure mid-stream ends the stream with an OpenAI error event.

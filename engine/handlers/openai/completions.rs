@@ -157,6 +157,8 @@ struct TextCompletion<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
     system_fingerprint: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -209,6 +211,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
                 }],
                 usage: Some(out.usage.into()),
                 system_fingerprint: None,
+                warning: None,
             },
         );
     }
@@ -265,6 +268,16 @@ struct TextStream {
 
 impl TextStream {
     fn chunk(&self, text: &str, finish: Option<FinishReason>, usage: Option<Usage>) -> Bytes {
+        self.chunk_with(text, finish, usage, None)
+    }
+
+    fn chunk_with(
+        &self,
+        text: &str,
+        finish: Option<FinishReason>,
+        usage: Option<Usage>,
+        warning: Option<&'static str>,
+    ) -> Bytes {
         let choices = if usage.is_some() {
             Vec::new()
         } else {
@@ -283,6 +296,7 @@ impl TextStream {
             choices,
             usage,
             system_fingerprint: None,
+            warning,
         };
         sse_line(&serde_json::to_vec(&c).unwrap_or_default())
     }
@@ -310,6 +324,15 @@ impl TextStream {
             Some(Ok(ChatEvent::Usage(u))) => {
                 self.usage = u;
                 None
+            }
+            Some(Ok(ChatEvent::Cut)) => {
+                self.finished = true;
+                Some(self.chunk_with(
+                    "",
+                    Some(FinishReason::Length),
+                    None,
+                    Some(super::chat::CUT_WARNING),
+                ))
             }
             Some(Ok(_)) => None,
             Some(Err(e)) => {

@@ -64,8 +64,7 @@ pub async fn chat<'e>(
     for (i, m) in list.iter().enumerate() {
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
-            match tokio::time::timeout(m.upstream_settings.timeout, provider.chat(m, request)).await
-            {
+            match tokio::time::timeout(limit(ctx, m), provider.chat(m, request)).await {
                 Ok(r) => r,
                 Err(_) => {
                     tracing::warn!(model = %m.alias, timeout_ms = m.upstream_settings.timeout.as_millis() as u64, "model timed out");
@@ -96,13 +95,20 @@ pub async fn chat_stream<'e>(
         let timeout = m.upstream_settings.timeout;
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
-            match tokio::time::timeout(timeout, provider.chat_stream(m, request)).await {
+            match tokio::time::timeout(limit(ctx, m), provider.chat_stream(m, request)).await {
                 Ok(r) => r,
                 Err(_) => Err(ProviderError::Timeout),
             }
         };
         match attempt.await {
-            Ok(stream) => return Ok((m, idle_timeout(stream, timeout, m.alias.clone()))),
+            Ok(stream) => {
+                let stream = idle_timeout(stream, timeout, m.alias.clone());
+                let stream = match ctx.deadline {
+                    Some(d) => cut_at(stream, d, m.alias.clone()),
+                    None => stream,
+                };
+                return Ok((m, stream));
+            }
             Err(e) => {
                 next_or_fail(e.clone(), m, i + 1 < list.len())?;
                 last = e;
@@ -123,9 +129,7 @@ pub async fn embed<'e>(
     for (i, m) in list.iter().enumerate() {
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
-            match tokio::time::timeout(m.upstream_settings.timeout, provider.embed(m, request))
-                .await
-            {
+            match tokio::time::timeout(limit(ctx, m), provider.embed(m, request)).await {
                 Ok(r) => r,
                 Err(_) => Err(ProviderError::Timeout),
             }
@@ -139,6 +143,35 @@ pub async fn embed<'e>(
         }
     }
     Err(last)
+}
+
+/// The alias's timeout, shortened to the request's deadline when that comes first.
+fn limit(ctx: &Ctx<'_>, m: &ModelRuntime) -> Duration {
+    let t = m.upstream_settings.timeout;
+    match ctx.deadline {
+        Some(d) => t.min(d.saturating_duration_since(tokio::time::Instant::now())),
+        None => t,
+    }
+}
+
+/// Ends a stream at `deadline` with [`ChatEvent::Cut`], dropping (and so cancelling) the
+/// upstream call.
+pub fn cut_at(stream: ChatStream, deadline: tokio::time::Instant, alias: String) -> ChatStream {
+    futures_util::stream::unfold(Some(stream), move |state| {
+        let alias = alias.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    tracing::warn!(model = %alias, "the invocation deadline is near; ending the stream with what it has");
+                    Some((Ok(ChatEvent::Cut), None))
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 /// Ends a stream with a timeout error when no event arrives within `limit`.
