@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod policy;
 pub mod providers;
+pub mod resource;
 pub mod router;
 pub mod server;
 pub mod usage;

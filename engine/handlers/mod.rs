@@ -4,6 +4,7 @@
 //! so a handler runs in two phases: [`prepare`] parses and validates the body before
 //! authorization, [`run`] answers after it.
 
+pub mod admin;
 pub mod meta;
 pub mod openai;
 
@@ -13,6 +14,7 @@ use crate::config::routes::HandlerKind;
 use crate::engine::Engine;
 use crate::errors::ApiError;
 use crate::policy::RequestFacts;
+use crate::resource::Target;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use openai::types::ChatRequest;
@@ -29,6 +31,10 @@ pub struct Ctx<'a> {
     pub request_id: &'a str,
     /// Facts given to Cedar.
     pub facts: &'a RequestFacts,
+    /// The looked-up resource of `key` and `account` routes.
+    pub target: &'a Target,
+    /// The query string.
+    pub query: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -48,6 +54,14 @@ pub enum Prepared {
     Nothing,
     /// A chat completion request.
     Chat(Box<ChatRequest>),
+    /// `POST /v1/keys`.
+    KeyCreate(admin::keys::CreateKey),
+    /// `POST /v1/admin/users`.
+    UserCreate(admin::users::CreateUser),
+    /// `PATCH /v1/admin/users/{username}`.
+    UserUpdate(admin::users::UpdateUser),
+    /// `POST /v1/admin/users/{username}/password`.
+    PasswordSet(admin::users::SetPassword),
 }
 
 impl Prepared {
@@ -55,7 +69,15 @@ impl Prepared {
     pub fn model(&self) -> Option<&str> {
         match self {
             Prepared::Chat(c) => Some(&c.model),
-            Prepared::Nothing => None,
+            _ => None,
+        }
+    }
+
+    /// The user a body names as its target (`POST /v1/keys` `{"user": ...}`).
+    pub fn target_user(&self) -> Option<&str> {
+        match self {
+            Prepared::KeyCreate(k) => k.user.as_deref(),
+            _ => None,
         }
     }
 
@@ -70,14 +92,25 @@ impl Prepared {
 
 /// Phase one: parse and validate the body.
 pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError> {
-    match handler {
-        HandlerKind::ChatCompletions => Ok(Prepared::Chat(Box::new(ChatRequest::parse(body)?))),
+    use openai::types::parse_json_object as parse;
+    Ok(match handler {
+        HandlerKind::ChatCompletions => Prepared::Chat(Box::new(ChatRequest::parse(body)?)),
+        HandlerKind::KeysCreate => Prepared::KeyCreate(parse(body)?),
+        HandlerKind::UsersCreate => Prepared::UserCreate(parse(body)?),
+        HandlerKind::UsersUpdate => Prepared::UserUpdate(parse(body)?),
+        HandlerKind::UsersSetPassword => Prepared::PasswordSet(parse(body)?),
         HandlerKind::Health
         | HandlerKind::Version
         | HandlerKind::Whoami
         | HandlerKind::ListModels
-        | HandlerKind::GetModel => Ok(Prepared::Nothing),
-    }
+        | HandlerKind::GetModel
+        | HandlerKind::KeysList
+        | HandlerKind::KeysRevoke
+        | HandlerKind::KeysRotate
+        | HandlerKind::UsersList
+        | HandlerKind::UsersGet
+        | HandlerKind::UsersDelete => Prepared::Nothing,
+    })
 }
 
 /// Phase two: answer.
@@ -95,9 +128,28 @@ pub async fn run(
         (HandlerKind::ChatCompletions, Prepared::Chat(request)) => {
             openai::chat::complete(&ctx, *request).await
         }
-        (HandlerKind::ChatCompletions, Prepared::Nothing) => Err(ApiError::internal(
-            &"chat handler reached without a parsed body",
-        )),
+        (HandlerKind::KeysCreate, Prepared::KeyCreate(body)) => {
+            admin::keys::create(&ctx, body).await
+        }
+        (HandlerKind::KeysList, _) => admin::keys::list(&ctx).await,
+        (HandlerKind::KeysRevoke, _) => admin::keys::revoke(&ctx).await,
+        (HandlerKind::KeysRotate, _) => admin::keys::rotate(&ctx).await,
+        (HandlerKind::UsersCreate, Prepared::UserCreate(body)) => {
+            admin::users::create(&ctx, body).await
+        }
+        (HandlerKind::UsersList, _) => admin::users::list(&ctx).await,
+        (HandlerKind::UsersGet, _) => admin::users::get(&ctx),
+        (HandlerKind::UsersUpdate, Prepared::UserUpdate(body)) => {
+            admin::users::update(&ctx, body).await
+        }
+        (HandlerKind::UsersDelete, _) => admin::users::delete(&ctx).await,
+        (HandlerKind::UsersSetPassword, Prepared::PasswordSet(body)) => {
+            admin::users::set_password(&ctx, body).await
+        }
+        (handler, _) => Err(ApiError::internal(&format!(
+            "handler `{}` reached without its parsed body",
+            handler.as_str()
+        ))),
     }
 }
 

@@ -32,16 +32,20 @@ pub struct TestDirectory {
     pub directory: Arc<LocalDirectory>,
     /// Key of each principal by name.
     pub keys: HashMap<String, String>,
-    _dir: tempfile::TempDir,
+    /// Key id of each principal by name.
+    pub key_ids: HashMap<String, String>,
+    /// User id of each principal by name.
+    pub user_ids: HashMap<String, String>,
 }
 
 impl TestDirectory {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let directory = Arc::new(LocalDirectory::open(dir.path()).expect("open store"));
+        let directory = Arc::new(LocalDirectory::in_memory().expect("open store"));
         let mut keys = HashMap::new();
+        let mut key_ids = HashMap::new();
+        let mut user_ids = HashMap::new();
         for (name, groups) in PRINCIPALS {
-            directory
+            let user = directory
                 .create_user(NewUser {
                     username: name.to_string(),
                     email: None,
@@ -49,17 +53,20 @@ impl TestDirectory {
                 })
                 .await
                 .expect("create user");
+            user_ids.insert(name.to_string(), user.id);
             let expires = (*name == "expired").then(|| now() - 10);
-            let (_, key) = issue_key(directory.as_ref(), name, "test", expires)
+            let (record, key) = issue_key(directory.as_ref(), name, "test", expires)
                 .await
                 .expect("issue key");
             keys.insert(name.to_string(), key.expose().to_string());
+            key_ids.insert(name.to_string(), record.id);
         }
         directory.set_enabled("disabled", false).expect("disable");
         Self {
             directory,
             keys,
-            _dir: dir,
+            key_ids,
+            user_ids,
         }
     }
 

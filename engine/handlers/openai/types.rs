@@ -157,6 +157,24 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
         );
     }
     let raw = strip_position(&inner.to_string());
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        // The path already ends with the unknown field.
+        let param = if path == "." || path.is_empty() {
+            field.to_string()
+        } else {
+            path.clone()
+        };
+        let expected = rest
+            .split_once(", ")
+            .map(|(_, e)| format!(" ({e})"))
+            .unwrap_or_default();
+        return ApiError::bad_request(
+            "unknown_parameter",
+            format!("unknown parameter: `{param}`{expected}"),
+        )
+        .with_param(param);
+    }
     if path == "." || path.is_empty() {
         let msg = if let Some(field) = raw.strip_prefix("missing field ") {
             let field = field.trim_matches('`');
@@ -226,33 +244,38 @@ fn strip_position(s: &str) -> String {
     }
 }
 
+/// Parses a JSON object body into `T`; errors name the offending parameter.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let probe: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(body);
+        return Err(match probe {
+            Err(e) => ApiError::bad_request(
+                "invalid_json",
+                format!(
+                    "the request body is not valid JSON: {}",
+                    strip_position(&e.to_string())
+                ),
+            ),
+            Ok(_) => ApiError::bad_request(
+                "invalid_request_body",
+                "the request body must be a JSON object",
+            ),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(body_error)
+}
+
 impl ChatRequest {
     /// Parses and validates a body.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            let probe: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(body);
-            return Err(match probe {
-                Err(e) => ApiError::bad_request(
-                    "invalid_json",
-                    format!(
-                        "the request body is not valid JSON: {}",
-                        strip_position(&e.to_string())
-                    ),
-                ),
-                Ok(_) => ApiError::bad_request(
-                    "invalid_request_body",
-                    "the request body must be a JSON object",
-                ),
-            });
-        }
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(body_error)?;
+        let request: ChatRequest = parse_json_object(body)?;
         request.validate()?;
         Ok(request)
     }
