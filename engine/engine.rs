@@ -1,6 +1,7 @@
 //! The engine: config compiled once into immutable runtime state, and the one request path
 //! every front end (local server, Lambda, tests) drives.
 
+use crate::auth::cache::IdentityCache;
 use crate::auth::{self, Identity};
 use crate::body::Body;
 use crate::config::ConfigErrors;
@@ -29,6 +30,7 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct Engine {
     config: CompiledConfig,
     directory: Arc<dyn Directory>,
+    identities: IdentityCache,
     providers: Providers,
     loaded_at: i64,
     request_prefix: String,
@@ -51,13 +53,23 @@ impl Engine {
         Ok(Self::new(CompiledConfig::load(config_dir)?, directory))
     }
 
-    /// Binds compiled config to a directory.
+    /// Binds compiled config to a directory, with the default identity cache.
     pub fn new(config: CompiledConfig, directory: Arc<dyn Directory>) -> Self {
+        Self::with_cache(config, directory, IdentityCache::default())
+    }
+
+    /// Binds compiled config to a directory, with the given identity cache.
+    pub fn with_cache(
+        config: CompiledConfig,
+        directory: Arc<dyn Directory>,
+        identities: IdentityCache,
+    ) -> Self {
         let mut b = [0u8; 4];
         let _ = getrandom::fill(&mut b);
         Self {
             config,
             directory,
+            identities,
             providers: Providers::default(),
             loaded_at: crate::directory::now(),
             request_prefix: hex::encode(b),
@@ -83,6 +95,11 @@ impl Engine {
     /// The directory.
     pub fn directory(&self) -> &Arc<dyn Directory> {
         &self.directory
+    }
+
+    /// The identity cache (management handlers forget what they change).
+    pub fn identities(&self) -> &IdentityCache {
+        &self.identities
     }
 
     /// When the engine was built (seconds since the epoch).
@@ -224,9 +241,14 @@ impl Engine {
                 .map_err(fail);
         }
 
-        let identity = auth::authenticate(&route.auth, request.headers(), self.directory.as_ref())
-            .await
-            .map_err(|e| fail(e.into()))?;
+        let identity = auth::authenticate(
+            &route.auth,
+            request.headers(),
+            self.directory.as_ref(),
+            &self.identities,
+        )
+        .await
+        .map_err(|e| fail(e.into()))?;
         let user = Some(identity.username.clone());
         let with_user = |e: ApiError| (e, user.clone());
 

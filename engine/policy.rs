@@ -113,8 +113,9 @@ pub struct PolicyEngine {
     /// Entity type names, built once.
     pub types: EntityTypes,
     actions: HashMap<String, EntityUid>,
-    /// Action entities with their groups, so `action in Action::"invoke"` holds.
-    action_entities: Vec<Entity>,
+    /// Per action: its entity and those of its ancestor groups, so `action in
+    /// Action::"invoke"` holds without putting every action into every request.
+    action_entities: HashMap<EntityUid, Vec<Entity>>,
     models: HashMap<String, Entity>,
 }
 
@@ -251,15 +252,30 @@ impl PolicyEngine {
             }
         }
 
-        let action_entities: Vec<Entity> = match schema.action_entities() {
-            Ok(entities) => entities.iter().cloned().collect(),
+        let action_entities: HashMap<EntityUid, Vec<Entity>> = match schema.action_entities() {
+            Ok(entities) => entities
+                .iter()
+                .map(|e| {
+                    let uid = e.uid();
+                    let closure = std::iter::once(e.clone())
+                        .chain(
+                            entities
+                                .ancestors(&uid)
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|a| entities.get(a).cloned()),
+                        )
+                        .collect();
+                    (uid, closure)
+                })
+                .collect(),
             Err(e) => {
                 errors.push(ConfigError::new(
                     &schema_file.name,
                     None,
                     format!("action hierarchy: {e}"),
                 ));
-                Vec::new()
+                HashMap::new()
             }
         };
         let mut actions = HashMap::new();
@@ -483,9 +499,13 @@ impl PolicyEngine {
             Err(e) => return deny(e.to_string()),
         };
         let entities = match Entities::from_entities(
-            std::iter::once(user)
-                .chain(resource_entity.cloned())
-                .chain(self.action_entities.iter().cloned()),
+            std::iter::once(user).chain(resource_entity.cloned()).chain(
+                self.action_entities
+                    .get(action)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            ),
             None,
         ) {
             Ok(e) => e,

@@ -295,3 +295,44 @@ async fn new_user_gets_a_key_from_an_admin_and_uses_it() {
     let (_, keys) = call(&engine, "GET", "/v1/keys?all=true", &erin, Value::Null).await;
     assert_eq!(keys["data"].as_array().expect("data").len(), 1);
 }
+
+#[tokio::test]
+async fn changes_made_elsewhere_apply_within_the_cache_ttl() {
+    use pennyworth::directory::Directory;
+    let dir = common::TestDirectory::new().await;
+    let config = pennyworth::CompiledConfig::load(&common::repo_root()).expect("config");
+    let ttl = std::time::Duration::from_millis(300);
+    let engine = pennyworth::Engine::with_cache(
+        config,
+        dir.directory.clone(),
+        pennyworth::auth::cache::IdentityCache::new(ttl, 100),
+    );
+    let key = dir.key("user").to_string();
+    assert_eq!(
+        call(&engine, "GET", "/v1/whoami", &key, Value::Null)
+            .await
+            .0,
+        200
+    );
+    // Revoked behind the engine's back (as another Lambda instance would): still cached...
+    assert!(
+        dir.directory
+            .delete_key("user", &dir.key_ids["user"])
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        call(&engine, "GET", "/v1/whoami", &key, Value::Null)
+            .await
+            .0,
+        200
+    );
+    // ...and dead once the TTL has passed.
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        call(&engine, "GET", "/v1/whoami", &key, Value::Null)
+            .await
+            .0,
+        401
+    );
+}

@@ -4,11 +4,14 @@
 //! unverifiable credential never falls through to anonymous access.
 
 pub mod api_key;
+pub mod cache;
 
 use crate::config::routes::AuthMethod;
 use crate::directory::{Directory, DirectoryError, KeyRecord, NewUser, Timestamp, User, now};
 use crate::errors::{ApiError, ErrorKind};
+use cache::IdentityCache;
 use http::{HeaderMap, StatusCode, header};
+use std::sync::Arc;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +112,7 @@ pub async fn authenticate(
     methods: &[AuthMethod],
     headers: &HeaderMap,
     directory: &dyn Directory,
+    cache: &IdentityCache,
 ) -> Result<Identity, AuthError> {
     let token = credential(headers)?.ok_or(AuthError::Missing)?;
     for method in methods {
@@ -117,7 +121,7 @@ pub async fn authenticate(
                 let Some(presented) = api_key::parse(token) else {
                     continue;
                 };
-                return verify_key(&presented, directory, now()).await;
+                return verify_key(&presented, directory, cache, now()).await;
             }
         }
     }
@@ -128,12 +132,22 @@ pub async fn authenticate(
 async fn verify_key(
     presented: &api_key::PresentedKey<'_>,
     directory: &dyn Directory,
+    cache: &IdentityCache,
     at: Timestamp,
 ) -> Result<Identity, AuthError> {
-    let found = directory
-        .find_key(&presented.owner, presented.id)
-        .await?
-        .ok_or(AuthError::Invalid)?;
+    let found = match cache.get(presented.id) {
+        Some(found) => found,
+        None => {
+            let found = Arc::new(
+                directory
+                    .find_key(&presented.owner, presented.id)
+                    .await?
+                    .ok_or(AuthError::Invalid)?,
+            );
+            cache.put(found.clone());
+            found
+        }
+    };
     if !api_key::matches(presented, &found.key.hash) {
         return Err(AuthError::Invalid);
     }
@@ -144,11 +158,11 @@ async fn verify_key(
         return Err(AuthError::Disabled);
     }
     Ok(Identity {
-        user_id: found.user.id,
-        username: found.user.username,
-        groups: found.user.groups,
+        user_id: found.user.id.clone(),
+        username: found.user.username.clone(),
+        groups: found.user.groups.clone(),
         method: AuthMethod::ApiKey,
-        key_id: Some(found.key.id),
+        key_id: Some(found.key.id.clone()),
     })
 }
 

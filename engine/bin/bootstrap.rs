@@ -32,8 +32,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
     let directory = Arc::new(LocalDirectory::open(&data_dir)?);
-    let engine = match Engine::load(&dir, directory) {
-        Ok(e) => Arc::new(e),
+    let engine = match pennyworth::CompiledConfig::load(&dir) {
+        Ok(config) => Arc::new(Engine::with_cache(
+            config,
+            directory,
+            pennyworth::auth::cache::IdentityCache::from_env(),
+        )),
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!(target: "pennyworth::config", "{e}");

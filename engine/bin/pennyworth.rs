@@ -118,7 +118,11 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::FAILURE;
         }
     }
-    let engine = Arc::new(Engine::new(compiled, directory));
+    let engine = Arc::new(Engine::with_cache(
+        compiled,
+        directory,
+        pennyworth::auth::cache::IdentityCache::from_env(),
+    ));
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {

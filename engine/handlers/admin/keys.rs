@@ -185,6 +185,7 @@ pub async fn revoke(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if record.is_none() || !ctx.engine.directory().delete_key(owner, id).await? {
             return Err(key_not_found(id));
         }
+        ctx.engine.identities().forget_key(id);
         json(
             StatusCode::OK,
             &Deleted {
@@ -220,6 +221,7 @@ pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         {
             return Err(key_not_found(id));
         }
+        ctx.engine.identities().forget_key(id);
         issued(StatusCode::OK, &new, &generated.secret)
     })
     .await

@@ -166,6 +166,7 @@ pub async fn update(ctx: &Ctx<'_>, body: UpdateUser) -> Result<Response<Body>, A
                 },
             )
             .await?;
+        ctx.engine.identities().forget_owner(username);
         json(StatusCode::OK, &UserView::from(&user))
     })
     .await
@@ -192,6 +193,7 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if !ctx.engine.directory().delete_user(username).await? {
             return Err(not_found(username));
         }
+        ctx.engine.identities().forget_owner(username);
         json(
             StatusCode::OK,
             &Deleted {
