@@ -2,6 +2,7 @@
 //! every front end (local server, Lambda, tests) drives.
 
 use crate::auth::cache::IdentityCache;
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::{self, Identity};
 use crate::body::Body;
 use crate::config::ConfigErrors;
@@ -31,6 +32,7 @@ pub struct Engine {
     config: CompiledConfig,
     directory: Arc<dyn Directory>,
     identities: IdentityCache,
+    jwt: Option<JwtVerifier>,
     providers: Providers,
     loaded_at: i64,
     request_prefix: String,
@@ -70,6 +72,7 @@ impl Engine {
             config,
             directory,
             identities,
+            jwt: None,
             providers: Providers::default(),
             loaded_at: crate::directory::now(),
             request_prefix: hex::encode(b),
@@ -95,6 +98,12 @@ impl Engine {
     /// The directory.
     pub fn directory(&self) -> &Arc<dyn Directory> {
         &self.directory
+    }
+
+    /// Accepts Cognito tokens on routes that list `jwt`.
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     /// The identity cache (management handlers forget what they change).
@@ -246,6 +255,7 @@ impl Engine {
             request.headers(),
             self.directory.as_ref(),
             &self.identities,
+            self.jwt.as_ref(),
         )
         .await
         .map_err(|e| fail(e.into()))?;

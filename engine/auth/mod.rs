@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod cache;
+pub mod jwt;
 
 use crate::config::routes::AuthMethod;
 use crate::directory::{Directory, DirectoryError, KeyRecord, NewUser, Timestamp, User, now};
@@ -43,6 +44,12 @@ pub enum AuthError {
     /// The key has expired.
     #[error("expired key")]
     Expired,
+    /// The token has expired.
+    #[error("expired token")]
+    TokenExpired,
+    /// The route accepts tokens but none can be verified here.
+    #[error("token authentication is not configured")]
+    JwtNotConfigured,
     /// The owner is disabled.
     #[error("disabled user")]
     Disabled,
@@ -64,6 +71,13 @@ impl From<AuthError> for ApiError {
             AuthError::Expired => {
                 ApiError::unauthorized("expired_api_key", "the API key has expired")
             }
+            AuthError::TokenExpired => {
+                ApiError::unauthorized("expired_token", "the token has expired")
+            }
+            AuthError::JwtNotConfigured => ApiError::unauthorized(
+                "invalid_token",
+                "this gateway does not accept tokens; use an API key",
+            ),
             AuthError::Disabled => {
                 ApiError::unauthorized("user_disabled", "the user of this API key is disabled")
             }
@@ -113,6 +127,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     directory: &dyn Directory,
     cache: &IdentityCache,
+    jwt: Option<&jwt::JwtVerifier>,
 ) -> Result<Identity, AuthError> {
     let token = credential(headers)?.ok_or(AuthError::Missing)?;
     for method in methods {
@@ -122,6 +137,15 @@ pub async fn authenticate(
                     continue;
                 };
                 return verify_key(&presented, directory, cache, now()).await;
+            }
+            AuthMethod::Jwt => {
+                if !jwt::looks_like_jwt(token) {
+                    continue;
+                }
+                return match jwt {
+                    Some(v) => v.verify(token).await,
+                    None => Err(AuthError::JwtNotConfigured),
+                };
             }
         }
     }

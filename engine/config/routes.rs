@@ -164,6 +164,8 @@ impl HandlerKind {
 pub enum AuthMethod {
     /// `Authorization: Bearer pw-...` or `x-api-key: pw-...`.
     ApiKey,
+    /// `Authorization: Bearer <Cognito access or id token>`.
+    Jwt,
 }
 
 impl AuthMethod {
@@ -171,6 +173,7 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
         }
     }
 }
