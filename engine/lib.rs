@@ -7,6 +7,7 @@
 )]
 
 pub mod auth;
+pub mod aws;
 pub mod body;
 pub mod config;
 pub mod directory;

@@ -2,6 +2,7 @@
 //! streaming runner (API Gateway REST and HTTP API events).
 
 use pennyworth::directory::local::LocalDirectory;
+use pennyworth::directory::{Directory, cognito};
 use pennyworth::{Engine, lambda};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,16 +29,33 @@ async fn main() -> Result<(), lambda_http::Error> {
     // Built once, before the runtime polls for the first event; a bad config fails the
     // cold start with every problem listed.
     let dir = config_dir();
-    let data_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
-    let directory = Arc::new(LocalDirectory::open(&data_dir)?);
+    let (directory, jwt): (Arc<dyn Directory>, _) = match cognito::from_env().await? {
+        Some((d, jwt)) => (Arc::new(d), jwt),
+        None => {
+            // Without a user pool the function keeps users in an embedded store in /tmp,
+            // which does not outlive the instance: fine for a trial, not for production.
+            let data_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
+            tracing::warn!(
+                "PENNYWORTH_USER_POOL_ID is not set; using an embedded store in {}",
+                data_dir.display()
+            );
+            (Arc::new(LocalDirectory::open(&data_dir)?), None)
+        }
+    };
     let engine = match pennyworth::CompiledConfig::load(&dir) {
-        Ok(config) => Arc::new(Engine::with_cache(
-            config,
-            directory,
-            pennyworth::auth::cache::IdentityCache::from_env(),
-        )),
+        Ok(config) => {
+            let engine = Engine::with_cache(
+                config,
+                directory,
+                pennyworth::auth::cache::IdentityCache::from_env(),
+            );
+            Arc::new(match jwt {
+                Some(v) => engine.with_jwt(v),
+                None => engine,
+            })
+        }
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!(target: "pennyworth::config", "{e}");

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use pennyworth::CompiledConfig;
 use pennyworth::auth;
+use pennyworth::auth::jwt::JwtVerifier;
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
 use pennyworth::{Engine, server};
@@ -89,6 +90,20 @@ fn print_key(user: &str, key: &str) {
     println!();
 }
 
+/// The Cognito user pool when `PENNYWORTH_USER_POOL_ID` is set, else the embedded store in
+/// `data_dir`.
+async fn open_directory(
+    data_dir: &Path,
+) -> Result<(Arc<dyn Directory>, Option<JwtVerifier>), String> {
+    match pennyworth::directory::cognito::from_env().await? {
+        Some((d, jwt)) => Ok((Arc::new(d), jwt)),
+        None => Ok((
+            Arc::new(LocalDirectory::open(data_dir).map_err(|e| e.to_string())?),
+            None,
+        )),
+    }
+}
+
 async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCode {
     let compiled = match CompiledConfig::load(&config) {
         Ok(c) => c,
@@ -97,8 +112,8 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let directory = match LocalDirectory::open(&data_dir) {
-        Ok(d) => Arc::new(d),
+    let (directory, jwt) = match open_directory(&data_dir).await {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -118,11 +133,15 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::FAILURE;
         }
     }
-    let engine = Arc::new(Engine::with_cache(
+    let engine = Engine::with_cache(
         compiled,
         directory,
         pennyworth::auth::cache::IdentityCache::from_env(),
-    ));
+    );
+    let engine = Arc::new(match jwt {
+        Some(v) => engine.with_jwt(v),
+        None => engine,
+    });
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -143,14 +162,14 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
 }
 
 async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
-    let directory = match LocalDirectory::open(&data_dir) {
-        Ok(d) => d,
+    let directory = match open_directory(&data_dir).await {
+        Ok((d, _)) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match auth::initialize(&directory, &admin).await {
+    match auth::initialize(directory.as_ref(), &admin).await {
         Ok((user, _, key)) => {
             if json {
                 println!(

@@ -4,6 +4,7 @@
 //! A directory stores and finds records; verifying a presented key (hash, expiry, enabled)
 //! happens once, in [`crate::auth`], so every directory behaves the same.
 
+pub mod cognito;
 pub mod local;
 
 use async_trait::async_trait;

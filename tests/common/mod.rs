@@ -2,6 +2,9 @@
 //! engine over a config directory.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod behaviour;
+pub mod moto;
+
 use bytes::Bytes;
 use pennyworth::auth::issue_key;
 use pennyworth::directory::local::LocalDirectory;
