@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use pennyworth::CompiledConfig;
 use pennyworth::auth;
 use pennyworth::auth::jwt::JwtVerifier;
+use pennyworth::cli;
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
 use pennyworth::{Engine, server};
@@ -21,6 +22,8 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    remote: cli::Remote,
 }
 
 #[derive(Subcommand)]
@@ -51,10 +54,19 @@ enum Command {
         /// Name of the admin user.
         #[arg(long, default_value = "admin")]
         admin: String,
-        /// Print `{"user":..,"key":..}` instead of text.
-        #[arg(long)]
-        json: bool,
     },
+    /// Log in to the Cognito user pool (password on stdin); tokens are cached for later commands.
+    Login(cli::LoginArgs),
+    /// Forget the cached login.
+    Logout,
+    /// Show who the gateway thinks you are.
+    Whoami,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(cli::KeysCommand),
+    /// Manage users (admins).
+    #[command(subcommand)]
+    Users(cli::UsersCommand),
 }
 
 fn init_logging() {
@@ -201,6 +213,17 @@ fn check(config: PathBuf) -> ExitCode {
     }
 }
 
+/// One line on stderr and the command's exit code on failure.
+fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -221,10 +244,13 @@ fn main() -> ExitCode {
             listen,
         } => runtime.block_on(serve(config, data_dir, listen)),
         Command::Check { config } => check(config),
-        Command::Init {
-            data_dir,
-            admin,
-            json,
-        } => runtime.block_on(init(data_dir, admin, json)),
+        Command::Init { data_dir, admin } => {
+            runtime.block_on(init(data_dir, admin, cli.remote.json))
+        }
+        Command::Login(args) => remote(runtime.block_on(cli::login(&cli.remote, args))),
+        Command::Logout => remote(cli::logout()),
+        Command::Whoami => remote(runtime.block_on(cli::whoami(&cli.remote))),
+        Command::Keys(cmd) => remote(runtime.block_on(cli::keys(&cli.remote, cmd))),
+        Command::Users(cmd) => remote(runtime.block_on(cli::users(&cli.remote, cmd))),
     }
 }
