@@ -336,3 +336,67 @@ async fn changes_made_elsewhere_apply_within_the_cache_ttl() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_throttled_directory_is_503_with_retry_after_never_open() {
+    use pennyworth::directory::{Directory, NewUser};
+    use std::sync::atomic::Ordering;
+    let flaky = std::sync::Arc::new(common::failing::Flaky {
+        inner: pennyworth::directory::local::LocalDirectory::in_memory().expect("store"),
+        throttled: Default::default(),
+    });
+    flaky
+        .create_user(NewUser {
+            username: "ann".into(),
+            email: None,
+            groups: vec!["admins".into()],
+        })
+        .await
+        .expect("user");
+    let (_, key) = pennyworth::auth::issue_key(flaky.as_ref(), "ann", "k", None)
+        .await
+        .expect("key");
+    let config = pennyworth::CompiledConfig::load(&common::repo_root()).expect("config");
+    let engine = pennyworth::Engine::with_cache(
+        config,
+        flaky.clone(),
+        pennyworth::auth::cache::IdentityCache::new(std::time::Duration::ZERO, 0),
+    );
+    // Authentication needs the directory: 503, not 401 and not a pass.
+    flaky.throttled.store(true, Ordering::SeqCst);
+    let (status, headers, _) = common::send(
+        &engine,
+        common::request("GET", "/v1/whoami", Some(key.expose()), ""),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(headers["retry-after"], "1");
+    // A handler that needs the directory after a cached authentication: 503 too.
+    flaky.throttled.store(false, Ordering::SeqCst);
+    let cached = pennyworth::Engine::new(
+        pennyworth::CompiledConfig::load(&common::repo_root()).expect("config"),
+        flaky.clone(),
+    );
+    let (status, _, _) = common::send(
+        &cached,
+        common::request("GET", "/v1/whoami", Some(key.expose()), ""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    flaky.throttled.store(true, Ordering::SeqCst);
+    let (status, headers, body) = common::send(
+        &cached,
+        common::request("GET", "/v1/admin/users", Some(key.expose()), ""),
+    )
+    .await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["retry-after"], "1");
+    assert!(String::from_utf8_lossy(&body).contains("directory_throttled"));
+    flaky.throttled.store(false, Ordering::SeqCst);
+    let (status, _, _) = common::send(
+        &engine,
+        common::request("GET", "/v1/whoami", Some(key.expose()), ""),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

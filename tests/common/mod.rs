@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod behaviour;
+pub mod failing;
 pub mod moto;
 
 use bytes::Bytes;
