@@ -7,83 +7,21 @@
 //! - Directory calls: a counting directory behind the engine's cache, 1,000 requests each with
 //!   10 distinct keys, once with the default TTL and once with the cache off.
 
-use async_trait::async_trait;
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pennyworth::auth::cache::IdentityCache;
 use pennyworth::auth::jwt::{JwtConfig, JwtVerifier};
 use pennyworth::auth::{authenticate, issue_key};
 use pennyworth::config::routes::AuthMethod;
-use pennyworth::directory::local::LocalDirectory;
-use pennyworth::directory::*;
-use std::sync::atomic::{AtomicU64, Ordering};
+use pennyworth::directory::{Directory, NewUser};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-struct Counting {
-    inner: LocalDirectory,
-    finds: AtomicU64,
-}
-
-#[async_trait]
-impl Directory for Counting {
-    fn kind(&self) -> &'static str {
-        "counting"
-    }
-    async fn find_key(
-        &self,
-        owner: &str,
-        key_id: &str,
-    ) -> Result<Option<KeyOwner>, DirectoryError> {
-        self.finds.fetch_add(1, Ordering::Relaxed);
-        self.inner.find_key(owner, key_id).await
-    }
-    async fn create_user(&self, user: NewUser) -> Result<User, DirectoryError> {
-        self.inner.create_user(user).await
-    }
-    async fn get_user(&self, username: &str) -> Result<Option<User>, DirectoryError> {
-        self.inner.get_user(username).await
-    }
-    async fn user_count(&self) -> Result<u64, DirectoryError> {
-        self.inner.user_count().await
-    }
-    async fn insert_key(&self, key: KeyRecord) -> Result<(), DirectoryError> {
-        self.inner.insert_key(key).await
-    }
-    async fn list_users(&self) -> Result<Vec<User>, DirectoryError> {
-        self.inner.list_users().await
-    }
-    async fn update_user(
-        &self,
-        username: &str,
-        update: UserUpdate,
-    ) -> Result<User, DirectoryError> {
-        self.inner.update_user(username, update).await
-    }
-    async fn delete_user(&self, username: &str) -> Result<bool, DirectoryError> {
-        self.inner.delete_user(username).await
-    }
-    async fn set_password(
-        &self,
-        username: &str,
-        password: &Password,
-    ) -> Result<(), DirectoryError> {
-        self.inner.set_password(username, password).await
-    }
-    async fn list_keys(&self, owner: &str) -> Result<Vec<KeyRecord>, DirectoryError> {
-        self.inner.list_keys(owner).await
-    }
-    async fn delete_key(&self, owner: &str, key_id: &str) -> Result<bool, DirectoryError> {
-        self.inner.delete_key(owner, key_id).await
-    }
-    async fn replace_key(
-        &self,
-        owner: &str,
-        old_id: &str,
-        new: KeyRecord,
-    ) -> Result<bool, DirectoryError> {
-        self.inner.replace_key(owner, old_id, new).await
-    }
-}
+#[path = "../tests/common/jwks.rs"]
+mod jwks;
+#[path = "../tests/common/wrapped.rs"]
+#[allow(dead_code, reason = "shared with the tests")]
+mod wrapped;
 
 fn bearer(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -98,36 +36,9 @@ fn per_op(total: Duration, n: u32) -> String {
     format!("{:.2} µs", total.as_secs_f64() * 1e6 / f64::from(n))
 }
 
-async fn jwks_server(body: Vec<u8>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-            });
-        }
-    });
-    format!("http://{addr}/jwks.json")
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let dir = Counting {
-        inner: LocalDirectory::in_memory().expect("store"),
-        finds: AtomicU64::new(0),
-    };
+    let dir = wrapped::Wrapped::in_memory();
     dir.create_user(NewUser {
         username: "bench".into(),
         email: None,
@@ -161,7 +72,7 @@ async fn main() {
 
     // JWT, JWKS cached.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
-    let url = jwks_server(std::fs::read(root.join("jwks.json")).expect("jwks")).await;
+    let (url, _) = jwks::serve(std::fs::read(root.join("jwks.json")).expect("jwks")).await;
     let issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Bench";
     let verifier = JwtVerifier::new(JwtConfig {
         issuer: issuer.into(),

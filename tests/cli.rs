@@ -4,51 +4,15 @@
 mod common;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pennyworth");
+use common::server::BIN;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path, env: &[(&str, &str)]) -> (Server, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        env!("CARGO_MANIFEST_DIR"),
-        "--data-dir",
-    ])
-    .arg(data)
-    .env("PENNYWORTH_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn serve");
-    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-    let server = Server(child);
-    loop {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).expect("read") > 0,
-            "serve exited early"
-        );
-        if let Some(addr) = line.trim().strip_prefix("pennyworth listening on ") {
-            return (server, addr.to_string());
-        }
-    }
+fn serve(data: &Path, env: &[(&str, &str)]) -> (common::server::Server, String) {
+    let (server, addr, _) = common::server::start(data, env);
+    (server, format!("http://{addr}"))
 }
 
 /// Runs the CLI with a clean environment for its own variables.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::call;
 use pennyworth::auth::jwt::{JwtConfig, JwtVerifier};
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
@@ -41,26 +42,6 @@ async fn cognito_directory_behaviour() {
     };
     let d = pool.directory().await;
     common::behaviour::suite(&d).await;
-}
-
-async fn call(
-    engine: &pennyworth::Engine,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Value,
-) -> (u16, Value) {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (status, _, bytes) =
-        common::send(engine, common::request(method, path, Some(token), body)).await;
-    (
-        status.as_u16(),
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 #[tokio::test]

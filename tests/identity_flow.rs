@@ -3,29 +3,8 @@
 
 mod common;
 
+use common::call;
 use serde_json::{Value, json};
-
-async fn call(
-    engine: &pennyworth::Engine,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Value,
-) -> (u16, Value) {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (status, _, bytes) =
-        common::send(engine, common::request(method, path, Some(key), body)).await;
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("json")
-    };
-    (status.as_u16(), v)
-}
 
 #[tokio::test]
 async fn keys_lifecycle() {
@@ -341,10 +320,7 @@ async fn changes_made_elsewhere_apply_within_the_cache_ttl() {
 async fn a_throttled_directory_is_503_with_retry_after_never_open() {
     use pennyworth::directory::{Directory, NewUser};
     use std::sync::atomic::Ordering;
-    let flaky = std::sync::Arc::new(common::failing::Flaky {
-        inner: pennyworth::directory::local::LocalDirectory::in_memory().expect("store"),
-        throttled: Default::default(),
-    });
+    let flaky = std::sync::Arc::new(common::wrapped::Wrapped::in_memory());
     flaky
         .create_user(NewUser {
             username: "ann".into(),

@@ -9,43 +9,12 @@ use pennyworth::auth::jwt::{JwtConfig, JwtVerifier};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool";
 const CLIENT: &str = "test-client-id";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(common::repo_root().join("tests/fixtures/jwt").join(name)).expect("fixture")
-}
-
-/// Serves a JWKS document on 127.0.0.1 and counts the fetches.
-async fn jwks_server(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-            });
-        }
-    });
-    (format!("http://{addr}/jwks.json"), hits)
 }
 
 fn now() -> i64 {
@@ -73,7 +42,7 @@ fn sign(claims: &Value, kid: &str, pem: &str) -> String {
 }
 
 async fn setup(jwks: &str) -> (Engine, Arc<AtomicUsize>, common::TestDirectory) {
-    let (url, hits) = jwks_server(fixture(jwks)).await;
+    let (url, hits) = common::jwks::serve(fixture(jwks)).await;
     let dir = common::TestDirectory::new().await;
     let config = pennyworth::CompiledConfig::load(&common::repo_root()).expect("config");
     let verifier = JwtVerifier::new(JwtConfig {

@@ -3,8 +3,10 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod behaviour;
-pub mod failing;
+pub mod jwks;
 pub mod moto;
+pub mod server;
+pub mod wrapped;
 
 use bytes::Bytes;
 use pennyworth::auth::issue_key;
@@ -138,5 +140,26 @@ pub fn chat_body(model: &str, text: &str) -> Bytes {
     Bytes::from(
         serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
             .to_string(),
+    )
+}
+
+/// Sends a request with a Bearer credential and a JSON body (`Null`: none); returns the
+/// status and the JSON answer (`Null` when empty or not JSON).
+pub async fn call(
+    engine: &Engine,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, _, bytes) = send(engine, request(method, path, Some(token), body)).await;
+    (
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }

@@ -1,16 +1,28 @@
-//! A directory that fails with `Throttled` when told to, to see what clients get then.
+//! A directory wrapping the embedded store that counts key lookups and fails with
+//! `Throttled` when told to. Shared by the tests and `benches/auth.rs`.
 
 use async_trait::async_trait;
 use pennyworth::directory::local::LocalDirectory;
 use pennyworth::directory::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub struct Flaky {
+pub struct Wrapped {
     pub inner: LocalDirectory,
+    /// `find_key` calls so far.
+    pub finds: AtomicU64,
+    /// Fail every call but `user_count` with `Throttled`.
     pub throttled: AtomicBool,
 }
 
-impl Flaky {
+impl Wrapped {
+    pub fn in_memory() -> Self {
+        Self {
+            inner: LocalDirectory::in_memory().expect("store"),
+            finds: AtomicU64::new(0),
+            throttled: AtomicBool::new(false),
+        }
+    }
+
     fn check(&self) -> Result<(), DirectoryError> {
         if self.throttled.load(Ordering::SeqCst) {
             Err(DirectoryError::Throttled)
@@ -21,15 +33,16 @@ impl Flaky {
 }
 
 #[async_trait]
-impl Directory for Flaky {
+impl Directory for Wrapped {
     fn kind(&self) -> &'static str {
-        "flaky"
+        "wrapped"
     }
     async fn find_key(
         &self,
         owner: &str,
         key_id: &str,
     ) -> Result<Option<KeyOwner>, DirectoryError> {
+        self.finds.fetch_add(1, Ordering::Relaxed);
         self.check()?;
         self.inner.find_key(owner, key_id).await
     }
