@@ -7,7 +7,9 @@
 )]
 
 pub mod auth;
+pub mod aws;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod policy;
 pub mod providers;
+pub mod resource;
 pub mod router;
 pub mod server;
 pub mod upstream;

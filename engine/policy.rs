@@ -29,6 +29,10 @@ pub struct EntityTypes {
     pub api: EntityTypeName,
     /// `Pennyworth::Action`.
     pub action: EntityTypeName,
+    /// `Pennyworth::Key`.
+    pub key: EntityTypeName,
+    /// `Pennyworth::UserAccount`.
+    pub account: EntityTypeName,
 }
 
 impl EntityTypes {
@@ -44,7 +48,20 @@ impl EntityTypes {
             model_group: t("ModelGroup")?,
             api: t("Api")?,
             action: t("Action")?,
+            key: t("Key")?,
+            account: t("UserAccount")?,
         })
+    }
+
+    /// The entity type of a route's resource kind.
+    pub fn of(&self, kind: crate::config::routes::ResourceKind) -> &EntityTypeName {
+        use crate::config::routes::ResourceKind;
+        match kind {
+            ResourceKind::Api => &self.api,
+            ResourceKind::Model => &self.model,
+            ResourceKind::Key => &self.key,
+            ResourceKind::Account => &self.account,
+        }
     }
 
     /// `<type>::"<id>"`.
@@ -96,8 +113,9 @@ pub struct PolicyEngine {
     /// Entity type names, built once.
     pub types: EntityTypes,
     actions: HashMap<String, EntityUid>,
-    /// Action entities with their groups, so `action in Action::"invoke"` holds.
-    action_entities: Vec<Entity>,
+    /// Per action: its entity and those of its ancestor groups, so `action in
+    /// Action::"invoke"` holds without putting every action into every request.
+    action_entities: HashMap<EntityUid, Vec<Entity>>,
     models: HashMap<String, Entity>,
 }
 
@@ -127,6 +145,19 @@ fn diagnostics(file: &SourceFile, diag: &dyn miette::Diagnostic, out: &mut Vec<C
             diagnostics(file, r, out);
         }
     }
+}
+
+/// An owned resource (`Key` or `UserAccount`).
+#[derive(Debug, Clone, Copy)]
+pub struct Owned<'a> {
+    /// Entity type (`types.key` or `types.account`).
+    pub kind: &'a EntityTypeName,
+    /// Entity id.
+    pub id: &'a str,
+    /// The owner's user id.
+    pub owner_id: &'a str,
+    /// `name` attribute (keys).
+    pub name: Option<&'a str>,
 }
 
 /// A model alias as a Cedar entity: `Model::"<alias>"` in its `ModelGroup`s.
@@ -221,15 +252,30 @@ impl PolicyEngine {
             }
         }
 
-        let action_entities: Vec<Entity> = match schema.action_entities() {
-            Ok(entities) => entities.iter().cloned().collect(),
+        let action_entities: HashMap<EntityUid, Vec<Entity>> = match schema.action_entities() {
+            Ok(entities) => entities
+                .iter()
+                .map(|e| {
+                    let uid = e.uid();
+                    let closure = std::iter::once(e.clone())
+                        .chain(
+                            entities
+                                .ancestors(&uid)
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|a| entities.get(a).cloned()),
+                        )
+                        .collect();
+                    (uid, closure)
+                })
+                .collect(),
             Err(e) => {
                 errors.push(ConfigError::new(
                     &schema_file.name,
                     None,
                     format!("action hierarchy: {e}"),
                 ));
-                Vec::new()
+                HashMap::new()
             }
         };
         let mut actions = HashMap::new();
@@ -393,6 +439,39 @@ impl PolicyEngine {
         self.authorize(principal, action, entity.uid(), Some(entity), facts)
     }
 
+    /// Authorizes `principal` to do `action` on a `Key` or `UserAccount` (`resource.owner` in
+    /// policies).
+    pub fn authorize_owned(
+        &self,
+        principal: &PrincipalInfo<'_>,
+        action: &EntityUid,
+        resource: &Owned<'_>,
+        facts: &RequestFacts,
+    ) -> Verdict {
+        let mut attrs = HashMap::from([(
+            "owner".to_string(),
+            RestrictedExpression::new_entity_uid(EntityTypes::uid(
+                &self.types.user,
+                resource.owner_id,
+            )),
+        )]);
+        if let Some(name) = resource.name {
+            attrs.insert(
+                "name".to_string(),
+                RestrictedExpression::new_string(name.to_string()),
+            );
+        }
+        let uid = EntityTypes::uid(resource.kind, resource.id);
+        match Entity::new(uid.clone(), attrs, HashSet::new()) {
+            Ok(entity) => self.authorize(principal, action, uid, Some(&entity), facts),
+            Err(e) => Verdict {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec![e.to_string()],
+            },
+        }
+    }
+
     fn authorize(
         &self,
         principal: &PrincipalInfo<'_>,
@@ -420,9 +499,13 @@ impl PolicyEngine {
             Err(e) => return deny(e.to_string()),
         };
         let entities = match Entities::from_entities(
-            std::iter::once(user)
-                .chain(resource_entity.cloned())
-                .chain(self.action_entities.iter().cloned()),
+            std::iter::once(user).chain(resource_entity.cloned()).chain(
+                self.action_entities
+                    .get(action)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            ),
             None,
         ) {
             Ok(e) => e,

@@ -49,12 +49,49 @@ const HEADERS: &[&str] = &[
     "cache-control",
 ];
 
+/// Replaces `{{key:NAME}}`, `{{key_id:NAME}}` with the test principal's values.
+fn substitute(text: &str, dir: &common::TestDirectory) -> String {
+    let mut out = text.to_string();
+    for (name, _) in common::PRINCIPALS {
+        out = out
+            .replace(&format!("{{{{key:{name}}}}}"), dir.key(name))
+            .replace(&format!("{{{{key_id:{name}}}}}"), &dir.key_ids[*name]);
+    }
+    out
+}
+
+/// Replaces the test principals' key ids and user ids in a body with stable names.
+fn stabilize(text: &str, dir: &common::TestDirectory) -> String {
+    let mut out = text.to_string();
+    for (name, _) in common::PRINCIPALS {
+        out = out
+            .replace(&dir.key_ids[*name], &format!("[key-id:{name}]"))
+            .replace(&dir.user_ids[*name], &format!("[user-id:{name}]"));
+    }
+    out
+}
+
 fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 match (k.as_str(), &*v) {
-                    ("created", Value::Number(_)) => *v = Value::String("[timestamp]".into()),
+                    ("created" | "created_at", Value::Number(_)) => {
+                        *v = Value::String("[timestamp]".into())
+                    }
+                    ("expires_at", Value::Number(_)) => *v = Value::String("[expiry]".into()),
+                    ("last4", Value::String(_)) => *v = Value::String("[last4]".into()),
+                    ("key", Value::String(s)) if s.starts_with("pw-") => {
+                        *v = Value::String("[new-key]".into())
+                    }
+                    ("id", Value::String(s))
+                        if pennyworth::auth::api_key::owner_of_id(s).is_some() =>
+                    {
+                        *v = Value::String("[new-key-id]".into())
+                    }
+                    ("id", Value::String(s)) if s.len() == 36 && s.matches('-').count() == 4 => {
+                        *v = Value::String("[new-user-id]".into())
+                    }
                     ("id", Value::String(s))
                         if s.starts_with("chatcmpl-") || s.starts_with("cmpl-") =>
                     {
@@ -78,7 +115,8 @@ fn redact(v: &mut Value) {
     }
 }
 
-fn body_value(content_type: &str, body: &Bytes) -> Value {
+fn body_value(content_type: &str, body: &Bytes, dir: &common::TestDirectory) -> Value {
+    let body = &Bytes::from(stabilize(&String::from_utf8_lossy(body), dir));
     if content_type.starts_with("text/event-stream") {
         let text = std::str::from_utf8(body).expect("SSE is UTF-8");
         assert!(
@@ -114,7 +152,6 @@ fn body_value(content_type: &str, body: &Bytes) -> Value {
 
 #[tokio::test]
 async fn fixtures() {
-    let (engine, dir) = common::engine(&common::repo_root()).await;
     let mut count = 0;
     let mut paths: Vec<_> = std::fs::read_dir(common::repo_root().join("tests/fixtures"))
         .expect("fixtures dir")
@@ -132,10 +169,13 @@ async fn fixtures() {
         let text = std::fs::read_to_string(&path).expect("read fixture");
         let fixture: Fixture =
             serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A fresh store per fixture: fixtures that create, revoke or delete do not leak.
+        let (engine, dir) = common::engine(&common::repo_root()).await;
         let r = &fixture.request;
+        let path = substitute(&r.path, &dir);
         let mut builder = http::Request::builder()
             .method(r.method.as_str())
-            .uri(r.path.as_str());
+            .uri(path.as_str());
         if let Some(p) = &r.principal {
             let key = dir.key(p);
             builder = match r.key_header.as_deref() {
@@ -146,10 +186,10 @@ async fn fixtures() {
             };
         }
         for (k, v) in &r.headers {
-            builder = builder.header(k.as_str(), v.as_str());
+            builder = builder.header(k.as_str(), substitute(v, &dir));
         }
         let body = match (&r.body, &r.raw_body, r.body_size) {
-            (Some(v), None, None) => Bytes::from(v.to_string()),
+            (Some(v), None, None) => Bytes::from(substitute(&v.to_string(), &dir)),
             (None, Some(s), None) => Bytes::from(s.clone()),
             (None, None, Some(n)) => {
                 let mut s = String::with_capacity(n);
@@ -194,7 +234,7 @@ async fn fixtures() {
         let snapshot = serde_json::json!({
             "status": status.as_u16(),
             "headers": shown,
-            "body": body_value(&content_type, &body),
+            "body": body_value(&content_type, &body, &dir),
         });
         insta::with_settings!({
             description => fixture.description.clone(),

@@ -1,52 +1,16 @@
 //! The `pennyworth` binary: first-start initialization, `init` refusing an initialized store,
 //! and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pennyworth");
+mod common;
 
-struct Server(Child);
+use common::server::BIN;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `serve` on a free port; returns the server, its address and what it printed before
-/// the listening line.
-fn start(data_dir: &std::path::Path) -> (Server, String, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            env!("CARGO_MANIFEST_DIR"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("PENNYWORTH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(stdout);
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).expect("read stdout");
-        assert!(n > 0, "serve exited before listening; printed {lines:?}");
-        if let Some(addr) = line.trim().strip_prefix("pennyworth listening on http://") {
-            return (server, addr.to_string(), lines);
-        }
-        lines.push(line);
-    }
+fn start(data: &std::path::Path) -> (common::server::Server, String, Vec<String>) {
+    common::server::start(data, &[])
 }
 
 fn get(addr: &str, path: &str) -> String {

@@ -121,6 +121,16 @@ pub fn parse(full: &str) -> Option<PresentedKey<'_>> {
     })
 }
 
+/// The owner named by a key id (`<owner>.<kid>`); `None` when the id is malformed.
+pub fn owner_of_id(id: &str) -> Option<String> {
+    let (owner_b64, kid) = id.split_once('.')?;
+    if kid.len() != 16 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let owner = String::from_utf8(URL_SAFE_NO_PAD.decode(owner_b64).ok()?).ok()?;
+    (!owner.is_empty()).then_some(owner)
+}
+
 /// Constant-time check of a presented key against a stored hash.
 pub fn matches(presented: &PresentedKey<'_>, stored_hash: &[u8]) -> bool {
     let h = hash(presented.full);
@@ -138,6 +148,8 @@ mod tests {
         assert_eq!(p.id, k.id);
         assert_eq!(p.owner, "alice@example.com");
         assert!(matches(&p, &k.hash));
+        assert_eq!(owner_of_id(&k.id).as_deref(), Some("alice@example.com"));
+        assert_eq!(owner_of_id("nope"), None);
         assert_eq!(k.secret.expose().len(), PREFIX.len() + k.id.len() + 1 + 43);
         assert!(k.secret.expose().ends_with(&k.last4));
     }

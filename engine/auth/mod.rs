@@ -4,11 +4,15 @@
 //! unverifiable credential never falls through to anonymous access.
 
 pub mod api_key;
+pub mod cache;
+pub mod jwt;
 
 use crate::config::routes::AuthMethod;
 use crate::directory::{Directory, DirectoryError, KeyRecord, NewUser, Timestamp, User, now};
 use crate::errors::{ApiError, ErrorKind};
+use cache::IdentityCache;
 use http::{HeaderMap, StatusCode, header};
+use std::sync::Arc;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,12 @@ pub enum AuthError {
     /// The key has expired.
     #[error("expired key")]
     Expired,
+    /// The token has expired.
+    #[error("expired token")]
+    TokenExpired,
+    /// The route accepts tokens but none can be verified here.
+    #[error("token authentication is not configured")]
+    JwtNotConfigured,
     /// The owner is disabled.
     #[error("disabled user")]
     Disabled,
@@ -61,6 +71,13 @@ impl From<AuthError> for ApiError {
             AuthError::Expired => {
                 ApiError::unauthorized("expired_api_key", "the API key has expired")
             }
+            AuthError::TokenExpired => {
+                ApiError::unauthorized("expired_token", "the token has expired")
+            }
+            AuthError::JwtNotConfigured => ApiError::unauthorized(
+                "invalid_token",
+                "this gateway does not accept tokens; use an API key",
+            ),
             AuthError::Disabled => {
                 ApiError::unauthorized("user_disabled", "the user of this API key is disabled")
             }
@@ -109,6 +126,8 @@ pub async fn authenticate(
     methods: &[AuthMethod],
     headers: &HeaderMap,
     directory: &dyn Directory,
+    cache: &IdentityCache,
+    jwt: Option<&jwt::JwtVerifier>,
 ) -> Result<Identity, AuthError> {
     let token = credential(headers)?.ok_or(AuthError::Missing)?;
     for method in methods {
@@ -117,7 +136,16 @@ pub async fn authenticate(
                 let Some(presented) = api_key::parse(token) else {
                     continue;
                 };
-                return verify_key(&presented, directory, now()).await;
+                return verify_key(&presented, directory, cache, now()).await;
+            }
+            AuthMethod::Jwt => {
+                if !jwt::looks_like_jwt(token) {
+                    continue;
+                }
+                return match jwt {
+                    Some(v) => v.verify(token).await,
+                    None => Err(AuthError::JwtNotConfigured),
+                };
             }
         }
     }
@@ -128,12 +156,22 @@ pub async fn authenticate(
 async fn verify_key(
     presented: &api_key::PresentedKey<'_>,
     directory: &dyn Directory,
+    cache: &IdentityCache,
     at: Timestamp,
 ) -> Result<Identity, AuthError> {
-    let found = directory
-        .find_key(&presented.owner, presented.id)
-        .await?
-        .ok_or(AuthError::Invalid)?;
+    let found = match cache.get(presented.id) {
+        Some(found) => found,
+        None => {
+            let found = Arc::new(
+                directory
+                    .find_key(&presented.owner, presented.id)
+                    .await?
+                    .ok_or(AuthError::Invalid)?,
+            );
+            cache.put(found.clone());
+            found
+        }
+    };
     if !api_key::matches(presented, &found.key.hash) {
         return Err(AuthError::Invalid);
     }
@@ -144,11 +182,11 @@ async fn verify_key(
         return Err(AuthError::Disabled);
     }
     Ok(Identity {
-        user_id: found.user.id,
-        username: found.user.username,
-        groups: found.user.groups,
+        user_id: found.user.id.clone(),
+        username: found.user.username.clone(),
+        groups: found.user.groups.clone(),
         method: AuthMethod::ApiKey,
-        key_id: Some(found.key.id),
+        key_id: Some(found.key.id.clone()),
     })
 }
 

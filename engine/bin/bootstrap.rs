@@ -2,6 +2,7 @@
 //! streaming runner (API Gateway REST and HTTP API events).
 
 use pennyworth::directory::local::LocalDirectory;
+use pennyworth::directory::{Directory, cognito};
 use pennyworth::providers::{ProviderSettings, Providers};
 use pennyworth::{CompiledConfig, Engine, lambda};
 use std::path::PathBuf;
@@ -29,16 +30,32 @@ async fn main() -> Result<(), lambda_http::Error> {
     // Built once, before the runtime polls for the first event; a bad config fails the
     // cold start with every problem listed.
     let dir = config_dir();
-    let data_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
-    let directory = Arc::new(LocalDirectory::open(&data_dir)?);
+    let (directory, jwt): (Arc<dyn Directory>, _) = match cognito::from_env().await? {
+        Some((d, jwt)) => (Arc::new(d), jwt),
+        None => {
+            // Without a user pool the function keeps users in an embedded store in /tmp,
+            // which does not outlive the instance: fine for a trial, not for production.
+            let data_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
+            tracing::warn!(
+                "PENNYWORTH_USER_POOL_ID is not set; using an embedded store in {}",
+                data_dir.display()
+            );
+            (Arc::new(LocalDirectory::open(&data_dir)?), None)
+        }
+    };
     let engine = match CompiledConfig::load(&dir) {
         Ok(config) => {
             let providers = Providers::build(&config, ProviderSettings::default())
                 .await
                 .map_err(|e| format!("cannot set up the model providers: {e}"))?;
-            Arc::new(Engine::with_providers(config, directory, providers))
+            let engine = Engine::with_providers(config, directory, providers)
+                .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+            Arc::new(match jwt {
+                Some(v) => engine.with_jwt(v),
+                None => engine,
+            })
         }
         Err(errors) => {
             for e in &errors.0 {

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use pennyworth::CompiledConfig;
 use pennyworth::auth;
+use pennyworth::auth::jwt::JwtVerifier;
+use pennyworth::cli;
 use pennyworth::directory::Directory;
 use pennyworth::directory::local::LocalDirectory;
 use pennyworth::providers::{ProviderSettings, Providers};
@@ -21,6 +23,8 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    remote: cli::Remote,
 }
 
 #[derive(Subcommand)]
@@ -51,10 +55,19 @@ enum Command {
         /// Name of the admin user.
         #[arg(long, default_value = "admin")]
         admin: String,
-        /// Print `{"user":..,"key":..}` instead of text.
-        #[arg(long)]
-        json: bool,
     },
+    /// Log in to the Cognito user pool (password on stdin); tokens are cached for later commands.
+    Login(cli::LoginArgs),
+    /// Forget the cached login.
+    Logout,
+    /// Show who the gateway thinks you are.
+    Whoami,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(cli::KeysCommand),
+    /// Manage users (admins).
+    #[command(subcommand)]
+    Users(cli::UsersCommand),
 }
 
 fn init_logging() {
@@ -90,6 +103,20 @@ fn print_key(user: &str, key: &str) {
     println!();
 }
 
+/// The Cognito user pool when `PENNYWORTH_USER_POOL_ID` is set, else the embedded store in
+/// `data_dir`.
+async fn open_directory(
+    data_dir: &Path,
+) -> Result<(Arc<dyn Directory>, Option<JwtVerifier>), String> {
+    match pennyworth::directory::cognito::from_env().await? {
+        Some((d, jwt)) => Ok((Arc::new(d), jwt)),
+        None => Ok((
+            Arc::new(LocalDirectory::open(data_dir).map_err(|e| e.to_string())?),
+            None,
+        )),
+    }
+}
+
 async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCode {
     let compiled = match CompiledConfig::load(&config) {
         Ok(c) => c,
@@ -98,8 +125,8 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let directory = match LocalDirectory::open(&data_dir) {
-        Ok(d) => Arc::new(d),
+    let (directory, jwt) = match open_directory(&data_dir).await {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -126,7 +153,12 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let engine = Arc::new(Engine::with_providers(compiled, directory, providers));
+    let engine = Engine::with_providers(compiled, directory, providers)
+        .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+    let engine = Arc::new(match jwt {
+        Some(v) => engine.with_jwt(v),
+        None => engine,
+    });
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -147,14 +179,14 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
 }
 
 async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
-    let directory = match LocalDirectory::open(&data_dir) {
-        Ok(d) => d,
+    let directory = match open_directory(&data_dir).await {
+        Ok((d, _)) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match auth::initialize(&directory, &admin).await {
+    match auth::initialize(directory.as_ref(), &admin).await {
         Ok((user, _, key)) => {
             if json {
                 println!(
@@ -186,6 +218,17 @@ fn check(config: PathBuf) -> ExitCode {
     }
 }
 
+/// One line on stderr and the command's exit code on failure.
+fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -206,10 +249,13 @@ fn main() -> ExitCode {
             listen,
         } => runtime.block_on(serve(config, data_dir, listen)),
         Command::Check { config } => check(config),
-        Command::Init {
-            data_dir,
-            admin,
-            json,
-        } => runtime.block_on(init(data_dir, admin, json)),
+        Command::Init { data_dir, admin } => {
+            runtime.block_on(init(data_dir, admin, cli.remote.json))
+        }
+        Command::Login(args) => remote(runtime.block_on(cli::login(&cli.remote, args))),
+        Command::Logout => remote(cli::logout()),
+        Command::Whoami => remote(runtime.block_on(cli::whoami(&cli.remote))),
+        Command::Keys(cmd) => remote(runtime.block_on(cli::keys(&cli.remote, cmd))),
+        Command::Users(cmd) => remote(runtime.block_on(cli::users(&cli.remote, cmd))),
     }
 }

@@ -4,6 +4,7 @@
 //! These types are never used on the request path; [`crate::engine::Engine::load`] compiles
 //! them into runtime types once.
 
+pub mod compile;
 mod diag;
 pub mod models;
 pub mod routes;

@@ -90,6 +90,26 @@ pub enum HandlerKind {
     Completions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/keys`.
+    KeysCreate,
+    /// `GET /v1/keys`.
+    KeysList,
+    /// `DELETE /v1/keys/{id}`.
+    KeysRevoke,
+    /// `POST /v1/keys/{id}/rotate`.
+    KeysRotate,
+    /// `POST /v1/admin/users`.
+    UsersCreate,
+    /// `GET /v1/admin/users`.
+    UsersList,
+    /// `GET /v1/admin/users/{username}`.
+    UsersGet,
+    /// `PATCH /v1/admin/users/{username}`.
+    UsersUpdate,
+    /// `DELETE /v1/admin/users/{username}`.
+    UsersDelete,
+    /// `POST /v1/admin/users/{username}/password`.
+    UsersSetPassword,
 }
 
 impl HandlerKind {
@@ -104,7 +124,22 @@ impl HandlerKind {
             HandlerKind::ChatCompletions => "chat_completions",
             HandlerKind::Completions => "completions",
             HandlerKind::Embeddings => "embeddings",
+            HandlerKind::KeysCreate => "keys_create",
+            HandlerKind::KeysList => "keys_list",
+            HandlerKind::KeysRevoke => "keys_revoke",
+            HandlerKind::KeysRotate => "keys_rotate",
+            HandlerKind::UsersCreate => "users_create",
+            HandlerKind::UsersList => "users_list",
+            HandlerKind::UsersGet => "users_get",
+            HandlerKind::UsersUpdate => "users_update",
+            HandlerKind::UsersDelete => "users_delete",
+            HandlerKind::UsersSetPassword => "users_set_password",
         }
+    }
+
+    /// True for handlers that need a caller (cannot be public).
+    pub fn needs_caller(self) -> bool {
+        !matches!(self, HandlerKind::Health | HandlerKind::Version)
     }
 
     /// The resource kind this handler needs to be authorized.
@@ -113,7 +148,20 @@ impl HandlerKind {
             HandlerKind::ChatCompletions | HandlerKind::Completions | HandlerKind::Embeddings => {
                 ResourceKind::Model
             }
-            _ => ResourceKind::Api,
+            HandlerKind::KeysRevoke | HandlerKind::KeysRotate => ResourceKind::Key,
+            HandlerKind::KeysCreate
+            | HandlerKind::KeysList
+            | HandlerKind::UsersGet
+            | HandlerKind::UsersUpdate
+            | HandlerKind::UsersDelete
+            | HandlerKind::UsersSetPassword => ResourceKind::Account,
+            HandlerKind::Health
+            | HandlerKind::Version
+            | HandlerKind::Whoami
+            | HandlerKind::ListModels
+            | HandlerKind::GetModel
+            | HandlerKind::UsersCreate
+            | HandlerKind::UsersList => ResourceKind::Api,
         }
     }
 }
@@ -124,6 +172,8 @@ impl HandlerKind {
 pub enum AuthMethod {
     /// `Authorization: Bearer pw-...` or `x-api-key: pw-...`.
     ApiKey,
+    /// `Authorization: Bearer <Cognito access or id token>`.
+    Jwt,
 }
 
 impl AuthMethod {
@@ -131,6 +181,7 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
         }
     }
 }
@@ -144,4 +195,21 @@ pub enum ResourceKind {
     Api,
     /// `Model::"<alias>"` from the request body's `model` field.
     Model,
+    /// `Key::"<id>"` from the path's `{id}`, owned by the user the key id names.
+    Key,
+    /// `UserAccount::"<name>"`: the path's `{username}`, else the body's or query's `user`,
+    /// else the caller.
+    Account,
+}
+
+impl ResourceKind {
+    /// Config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Api => "api",
+            ResourceKind::Model => "model",
+            ResourceKind::Key => "key",
+            ResourceKind::Account => "account",
+        }
+    }
 }

@@ -3,7 +3,10 @@
 //! Lookups are single indexed queries on a cached statement (a few microseconds), so they
 //! run inline under a mutex rather than hopping to a blocking thread.
 
-use super::{Directory, DirectoryError, KeyOwner, KeyRecord, NewUser, Timestamp, User, now};
+use super::{
+    Directory, DirectoryError, KeyOwner, KeyRecord, MAX_KEYS_PER_USER, NewUser, Password,
+    Timestamp, User, UserUpdate, now, validate_groups,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "pennyworth.db";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -20,7 +23,8 @@ CREATE TABLE IF NOT EXISTS users (
   username TEXT NOT NULL UNIQUE,
   email TEXT,
   enabled INTEGER NOT NULL DEFAULT 1,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  password_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS user_groups (
   username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
@@ -37,6 +41,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
   expires_at INTEGER
 );
 ";
+
+const USER_COLUMNS: &str = "u.id, u.username, u.email, u.enabled, u.created_at,
+    (SELECT group_concat(grp, char(31)) FROM user_groups g WHERE g.username = u.username)";
+
+const USER_SELECT_ONE: &str = "SELECT u.id, u.username, u.email, u.enabled, u.created_at,
+    (SELECT group_concat(grp, char(31)) FROM user_groups g WHERE g.username = u.username)
+    FROM users u WHERE u.username = ?1";
+
+const KEY_COLUMNS: &str = "id, username, name, hash, last4, created_at, expires_at";
 
 /// Group names are joined with this separator in one query; names cannot contain it.
 const SEP: char = '\u{1f}';
@@ -71,6 +84,16 @@ impl LocalDirectory {
             .map_err(unavailable)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(unavailable)?;
+        Self::init(conn, path)
+    }
+
+    /// A store that lives in memory only (tests and benchmarks of the engine).
+    pub fn in_memory() -> Result<Self, DirectoryError> {
+        let conn = Connection::open_in_memory().map_err(unavailable)?;
+        Self::init(conn, PathBuf::from(":memory:"))
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, DirectoryError> {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -84,9 +107,15 @@ impl LocalDirectory {
                 path.display()
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(unavailable)?;
+        if version < SCHEMA_VERSION {
+            if version == 1 {
+                conn.execute_batch("ALTER TABLE users ADD COLUMN password_hash TEXT;")
+                    .map_err(unavailable)?;
+            }
+            conn.execute_batch(SCHEMA).map_err(unavailable)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(unavailable)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             path,
@@ -130,6 +159,92 @@ impl LocalDirectory {
             .collect();
         groups.sort();
         groups
+    }
+
+    fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+        Ok(User {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            email: r.get(2)?,
+            enabled: r.get(3)?,
+            created_at: r.get(4)?,
+            groups: Self::split_groups(r.get(5)?),
+        })
+    }
+
+    fn user_row(conn: &Connection, username: &str) -> Result<Option<User>, DirectoryError> {
+        let mut stmt = conn.prepare_cached(USER_SELECT_ONE).map_err(unavailable)?;
+        stmt.query_row(params![username], Self::user_from_row)
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+        Ok(KeyRecord {
+            id: r.get(0)?,
+            owner: r.get(1)?,
+            name: r.get(2)?,
+            hash: r.get(3)?,
+            last4: r.get(4)?,
+            created_at: r.get(5)?,
+            expires_at: r.get(6)?,
+        })
+    }
+
+    fn insert_key_row(conn: &Connection, key: &KeyRecord) -> Result<(), DirectoryError> {
+        let count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM api_keys WHERE username = ?1",
+                params![key.owner],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_KEYS_PER_USER {
+            return Err(DirectoryError::TooManyKeys(key.owner.clone()));
+        }
+        let n = conn
+            .execute(
+                "INSERT INTO api_keys (id, username, name, hash, last4, created_at, expires_at)
+                 SELECT ?1, username, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username = ?2",
+                params![
+                    key.id,
+                    key.owner,
+                    key.name,
+                    key.hash,
+                    key.last4,
+                    key.created_at,
+                    key.expires_at
+                ],
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchUser(key.owner.clone()));
+        }
+        Ok(())
+    }
+
+    /// Checks a password (the embedded store's own login check; tests and local tooling).
+    pub fn verify_password(
+        &self,
+        username: &str,
+        password: &Password,
+    ) -> Result<bool, DirectoryError> {
+        use argon2::PasswordVerifier;
+        let conn = self.conn()?;
+        let stored: Option<Option<String>> = conn
+            .query_row(
+                "SELECT password_hash FROM users WHERE username = ?1",
+                params![username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        Ok(match stored.flatten() {
+            Some(hash) => argon2::Argon2::default()
+                .verify_password(password.0.as_bytes(), hash.as_str())
+                .is_ok(),
+            None => false,
+        })
     }
 
     /// Sets expiry of a key (tests and admin tooling).
@@ -209,6 +324,7 @@ impl Directory for LocalDirectory {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User, DirectoryError> {
+        validate_groups(&user.groups)?;
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(unavailable)?;
         let exists: bool = tx
@@ -253,25 +369,7 @@ impl Directory for LocalDirectory {
 
     async fn get_user(&self, username: &str) -> Result<Option<User>, DirectoryError> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT u.id, u.username, u.email, u.enabled, u.created_at,
-                        (SELECT group_concat(grp, char(31)) FROM user_groups g WHERE g.username = u.username)
-                 FROM users u WHERE u.username = ?1",
-            )
-            .map_err(unavailable)?;
-        stmt.query_row(params![username], |r| {
-            Ok(User {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                email: r.get(2)?,
-                enabled: r.get(3)?,
-                created_at: r.get(4)?,
-                groups: Self::split_groups(r.get(5)?),
-            })
-        })
-        .optional()
-        .map_err(unavailable)
+        Self::user_row(&conn, username)
     }
 
     async fn user_count(&self) -> Result<u64, DirectoryError> {
@@ -283,25 +381,140 @@ impl Directory for LocalDirectory {
     }
 
     async fn insert_key(&self, key: KeyRecord) -> Result<(), DirectoryError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(unavailable)?;
+        Self::insert_key_row(&tx, &key)?;
+        tx.commit().map_err(unavailable)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, DirectoryError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users u ORDER BY u.username"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], Self::user_from_row)
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    async fn update_user(
+        &self,
+        username: &str,
+        update: UserUpdate,
+    ) -> Result<User, DirectoryError> {
+        if let Some(groups) = &update.groups {
+            validate_groups(groups)?;
+        }
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(unavailable)?;
+        if Self::user_row(&tx, username)?.is_none() {
+            return Err(DirectoryError::NoSuchUser(username.to_string()));
+        }
+        if let Some(enabled) = update.enabled {
+            tx.execute(
+                "UPDATE users SET enabled = ?2 WHERE username = ?1",
+                params![username, enabled],
+            )
+            .map_err(unavailable)?;
+        }
+        if let Some(groups) = &update.groups {
+            tx.execute(
+                "DELETE FROM user_groups WHERE username = ?1",
+                params![username],
+            )
+            .map_err(unavailable)?;
+            for g in groups {
+                tx.execute(
+                    "INSERT OR IGNORE INTO user_groups (username, grp) VALUES (?1, ?2)",
+                    params![username, g],
+                )
+                .map_err(unavailable)?;
+            }
+        }
+        let user = Self::user_row(&tx, username)?
+            .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))?;
+        tx.commit().map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<bool, DirectoryError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute("DELETE FROM users WHERE username = ?1", params![username])
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn set_password(
+        &self,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), DirectoryError> {
+        use argon2::PasswordHasher;
+        super::validate_password(password).map_err(DirectoryError::Invalid)?;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.0.as_bytes())
+            .map_err(unavailable)?
+            .to_string();
         let conn = self.conn()?;
         let n = conn
             .execute(
-                "INSERT INTO api_keys (id, username, name, hash, last4, created_at, expires_at)
-                 SELECT ?1, username, ?3, ?4, ?5, ?6, ?7 FROM users WHERE username = ?2",
-                params![
-                    key.id,
-                    key.owner,
-                    key.name,
-                    key.hash,
-                    key.last4,
-                    key.created_at,
-                    key.expires_at
-                ],
+                "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+                params![username, hash],
             )
             .map_err(unavailable)?;
         if n == 0 {
-            return Err(DirectoryError::NoSuchUser(key.owner));
+            return Err(DirectoryError::NoSuchUser(username.to_string()));
         }
         Ok(())
+    }
+
+    async fn list_keys(&self, owner: &str) -> Result<Vec<KeyRecord>, DirectoryError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE username = ?1 ORDER BY created_at, id"
+            ))
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![owner], Self::key_from_row)
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    async fn delete_key(&self, owner: &str, key_id: &str) -> Result<bool, DirectoryError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute(
+                "DELETE FROM api_keys WHERE id = ?1 AND username = ?2",
+                params![key_id, owner],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn replace_key(
+        &self,
+        owner: &str,
+        old_id: &str,
+        new: KeyRecord,
+    ) -> Result<bool, DirectoryError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(unavailable)?;
+        let n = tx
+            .execute(
+                "DELETE FROM api_keys WHERE id = ?1 AND username = ?2",
+                params![old_id, owner],
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        Self::insert_key_row(&tx, &new)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(true)
     }
 }

@@ -4,6 +4,7 @@
 //! so a handler runs in two phases: [`prepare`] parses and validates the body before
 //! authorization, [`run`] answers after it.
 
+pub mod admin;
 pub mod meta;
 pub mod openai;
 
@@ -13,6 +14,7 @@ use crate::config::routes::HandlerKind;
 use crate::engine::Engine;
 use crate::errors::ApiError;
 use crate::policy::RequestFacts;
+use crate::resource::Target;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use openai::types::ChatRequest;
@@ -31,6 +33,10 @@ pub struct Ctx<'a> {
     pub facts: &'a RequestFacts,
     /// When the answer must be complete (Lambda), if the front end has a limit.
     pub deadline: Option<tokio::time::Instant>,
+    /// The looked-up resource of `key` and `account` routes.
+    pub target: &'a Target,
+    /// The query string.
+    pub query: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -54,6 +60,14 @@ pub enum Prepared {
     Completion(Box<ChatRequest>),
     /// An embeddings request.
     Embeddings(Box<openai::embeddings::EmbeddingRequest>),
+    /// `POST /v1/keys`.
+    KeyCreate(admin::keys::CreateKey),
+    /// `POST /v1/admin/users`.
+    UserCreate(admin::users::CreateUser),
+    /// `PATCH /v1/admin/users/{username}`.
+    UserUpdate(admin::users::UpdateUser),
+    /// `POST /v1/admin/users/{username}/password`.
+    PasswordSet(admin::users::SetPassword),
 }
 
 impl Prepared {
@@ -62,7 +76,15 @@ impl Prepared {
         match self {
             Prepared::Chat(c) | Prepared::Completion(c) => Some(&c.model),
             Prepared::Embeddings(e) => Some(&e.model),
-            Prepared::Nothing => None,
+            _ => None,
+        }
+    }
+
+    /// The user a body names as its target (`POST /v1/keys` `{"user": ...}`).
+    pub fn target_user(&self) -> Option<&str> {
+        match self {
+            Prepared::KeyCreate(k) => k.user.as_deref(),
+            _ => None,
         }
     }
 
@@ -77,20 +99,31 @@ impl Prepared {
 
 /// Phase one: parse and validate the body.
 pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError> {
-    match handler {
-        HandlerKind::ChatCompletions => Ok(Prepared::Chat(Box::new(ChatRequest::parse(body)?))),
-        HandlerKind::Completions => Ok(Prepared::Completion(Box::new(
+    use openai::types::parse_object as parse;
+    Ok(match handler {
+        HandlerKind::ChatCompletions => Prepared::Chat(Box::new(ChatRequest::parse(body)?)),
+        HandlerKind::KeysCreate => Prepared::KeyCreate(parse(body)?),
+        HandlerKind::UsersCreate => Prepared::UserCreate(parse(body)?),
+        HandlerKind::UsersUpdate => Prepared::UserUpdate(parse(body)?),
+        HandlerKind::UsersSetPassword => Prepared::PasswordSet(parse(body)?),
+        HandlerKind::Completions => Prepared::Completion(Box::new(
             openai::completions::CompletionRequest::parse(body)?,
-        ))),
-        HandlerKind::Embeddings => Ok(Prepared::Embeddings(Box::new(
-            openai::embeddings::EmbeddingRequest::parse(body)?,
-        ))),
+        )),
+        HandlerKind::Embeddings => {
+            Prepared::Embeddings(Box::new(openai::embeddings::EmbeddingRequest::parse(body)?))
+        }
         HandlerKind::Health
         | HandlerKind::Version
         | HandlerKind::Whoami
         | HandlerKind::ListModels
-        | HandlerKind::GetModel => Ok(Prepared::Nothing),
-    }
+        | HandlerKind::GetModel
+        | HandlerKind::KeysList
+        | HandlerKind::KeysRevoke
+        | HandlerKind::KeysRotate
+        | HandlerKind::UsersList
+        | HandlerKind::UsersGet
+        | HandlerKind::UsersDelete => Prepared::Nothing,
+    })
 }
 
 /// Phase two: answer.
@@ -114,11 +147,28 @@ pub async fn run(
         (HandlerKind::Embeddings, Prepared::Embeddings(request)) => {
             openai::embeddings::embed(&ctx, *request).await
         }
-        (HandlerKind::ChatCompletions | HandlerKind::Completions | HandlerKind::Embeddings, _) => {
-            Err(ApiError::internal(
-                &"a model handler was reached without its parsed body",
-            ))
+        (HandlerKind::KeysCreate, Prepared::KeyCreate(body)) => {
+            admin::keys::create(&ctx, body).await
         }
+        (HandlerKind::KeysList, _) => admin::keys::list(&ctx).await,
+        (HandlerKind::KeysRevoke, _) => admin::keys::revoke(&ctx).await,
+        (HandlerKind::KeysRotate, _) => admin::keys::rotate(&ctx).await,
+        (HandlerKind::UsersCreate, Prepared::UserCreate(body)) => {
+            admin::users::create(&ctx, body).await
+        }
+        (HandlerKind::UsersList, _) => admin::users::list(&ctx).await,
+        (HandlerKind::UsersGet, _) => admin::users::get(&ctx),
+        (HandlerKind::UsersUpdate, Prepared::UserUpdate(body)) => {
+            admin::users::update(&ctx, body).await
+        }
+        (HandlerKind::UsersDelete, _) => admin::users::delete(&ctx).await,
+        (HandlerKind::UsersSetPassword, Prepared::PasswordSet(body)) => {
+            admin::users::set_password(&ctx, body).await
+        }
+        (handler, _) => Err(ApiError::internal(&format!(
+            "handler `{}` reached without its parsed body",
+            handler.as_str()
+        ))),
     }
 }
 

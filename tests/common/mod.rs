@@ -2,6 +2,12 @@
 //! engine over a config directory.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod behaviour;
+pub mod jwks;
+pub mod moto;
+pub mod server;
+pub mod wrapped;
+
 use bytes::Bytes;
 use pennyworth::auth::issue_key;
 use pennyworth::directory::local::LocalDirectory;
@@ -32,16 +38,20 @@ pub struct TestDirectory {
     pub directory: Arc<LocalDirectory>,
     /// Key of each principal by name.
     pub keys: HashMap<String, String>,
-    _dir: tempfile::TempDir,
+    /// Key id of each principal by name.
+    pub key_ids: HashMap<String, String>,
+    /// User id of each principal by name.
+    pub user_ids: HashMap<String, String>,
 }
 
 impl TestDirectory {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let directory = Arc::new(LocalDirectory::open(dir.path()).expect("open store"));
+        let directory = Arc::new(LocalDirectory::in_memory().expect("open store"));
         let mut keys = HashMap::new();
+        let mut key_ids = HashMap::new();
+        let mut user_ids = HashMap::new();
         for (name, groups) in PRINCIPALS {
-            directory
+            let user = directory
                 .create_user(NewUser {
                     username: name.to_string(),
                     email: None,
@@ -49,17 +59,20 @@ impl TestDirectory {
                 })
                 .await
                 .expect("create user");
+            user_ids.insert(name.to_string(), user.id);
             let expires = (*name == "expired").then(|| now() - 10);
-            let (_, key) = issue_key(directory.as_ref(), name, "test", expires)
+            let (record, key) = issue_key(directory.as_ref(), name, "test", expires)
                 .await
                 .expect("issue key");
             keys.insert(name.to_string(), key.expose().to_string());
+            key_ids.insert(name.to_string(), record.id);
         }
         directory.set_enabled("disabled", false).expect("disable");
         Self {
             directory,
             keys,
-            _dir: dir,
+            key_ids,
+            user_ids,
         }
     }
 
@@ -127,5 +140,26 @@ pub fn chat_body(model: &str, text: &str) -> Bytes {
     Bytes::from(
         serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
             .to_string(),
+    )
+}
+
+/// Sends a request with a Bearer credential and a JSON body (`Null`: none); returns the
+/// status and the JSON answer (`Null` when empty or not JSON).
+pub async fn call(
+    engine: &Engine,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, _, bytes) = send(engine, request(method, path, Some(token), body)).await;
+    (
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }

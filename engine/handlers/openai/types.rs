@@ -192,6 +192,24 @@ pub fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
         );
     }
     let raw = strip_position(&inner.to_string());
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        // The path already ends with the unknown field.
+        let param = if path == "." || path.is_empty() {
+            field.to_string()
+        } else {
+            path.clone()
+        };
+        let expected = rest
+            .split_once(", ")
+            .map(|(_, e)| format!(" ({e})"))
+            .unwrap_or_default();
+        return ApiError::bad_request(
+            "unknown_parameter",
+            format!("unknown parameter: `{param}`{expected}"),
+        )
+        .with_param(param);
+    }
     if path == "." || path.is_empty() {
         let msg = if let Some(field) = raw.strip_prefix("missing field ") {
             let field = field.trim_matches('`');

@@ -1,0 +1,189 @@
+//! A short-lived cache of verified key lookups in the warm process, so a warm Lambda does not
+//! ask the directory (Cognito) on every request.
+//!
+//! Entries live for a configurable TTL (default 60 s). A revoke, rotation, disable, group
+//! change or delete made through this process forgets the affected entries at once; changes
+//! made elsewhere (another Lambda instance, the Cognito console) take effect within the TTL.
+//! What is cached is the directory's record (hash, expiry, owner, groups); the presented key
+//! is still hashed and compared, and expiry checked, on every request.
+
+use crate::directory::KeyOwner;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Default time an entry is trusted.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Default number of entries.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+struct Entry {
+    at: Instant,
+    found: Arc<KeyOwner>,
+}
+
+/// Key id → directory record, for at most `ttl`.
+pub struct IdentityCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for IdentityCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityCache")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for IdentityCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_TTL, DEFAULT_CAPACITY)
+    }
+}
+
+impl IdentityCache {
+    /// A cache; a zero TTL or capacity disables it.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cache as `PENNYWORTH_IDENTITY_CACHE_TTL` (seconds; 0 disables) and
+    /// `PENNYWORTH_IDENTITY_CACHE_SIZE` say; unset or unparsable values keep the defaults.
+    /// Read by the binaries only; the engine takes the cache as a parameter.
+    pub fn from_env() -> Self {
+        let ttl = std::env::var("PENNYWORTH_IDENTITY_CACHE_TTL")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_TTL, Duration::from_secs);
+        let size = std::env::var("PENNYWORTH_IDENTITY_CACHE_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_CAPACITY);
+        Self::new(ttl, size)
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.capacity > 0
+    }
+
+    /// A fresh entry for `key_id`.
+    pub fn get(&self, key_id: &str) -> Option<Arc<KeyOwner>> {
+        if !self.enabled() {
+            return None;
+        }
+        let entries = self.entries.read().ok()?;
+        entries
+            .get(key_id)
+            .filter(|e| e.at.elapsed() < self.ttl)
+            .map(|e| e.found.clone())
+    }
+
+    /// Remembers a lookup.
+    pub fn put(&self, found: Arc<KeyOwner>) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                // Still full of live entries: start over rather than track recency on the
+                // hot path; the next requests refill it from the directory.
+                entries.clear();
+            }
+        }
+        entries.insert(
+            found.key.id.clone(),
+            Entry {
+                at: Instant::now(),
+                found,
+            },
+        );
+    }
+
+    /// Forgets one key (revoked or rotated).
+    pub fn forget_key(&self, key_id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(key_id);
+        }
+    }
+
+    /// Forgets every key of a user (disabled, regrouped or deleted).
+    pub fn forget_owner(&self, username: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, e| e.found.user.username != username);
+        }
+    }
+
+    /// Number of entries (tests).
+    pub fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{KeyRecord, User};
+
+    fn owner(id: &str, user: &str) -> Arc<KeyOwner> {
+        Arc::new(KeyOwner {
+            key: KeyRecord {
+                id: id.into(),
+                owner: user.into(),
+                name: "n".into(),
+                hash: vec![0; 32],
+                last4: "abcd".into(),
+                created_at: 0,
+                expires_at: None,
+            },
+            user: User {
+                id: "u".into(),
+                username: user.into(),
+                email: None,
+                groups: vec![],
+                enabled: true,
+                created_at: 0,
+            },
+        })
+    }
+
+    #[test]
+    fn ttl_capacity_and_invalidation() {
+        let c = IdentityCache::new(Duration::from_secs(60), 2);
+        c.put(owner("a", "alice"));
+        c.put(owner("b", "bob"));
+        assert!(c.get("a").is_some() && c.get("b").is_some());
+        c.put(owner("c", "carol"));
+        assert!(c.len() <= 2 && c.get("c").is_some());
+        c.forget_key("c");
+        assert!(c.get("c").is_none());
+        c.put(owner("d", "dave"));
+        c.forget_owner("dave");
+        assert!(c.get("d").is_none());
+
+        let expired = IdentityCache::new(Duration::from_nanos(1), 10);
+        expired.put(owner("a", "alice"));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(expired.get("a").is_none());
+
+        let off = IdentityCache::new(Duration::ZERO, 10);
+        off.put(owner("a", "alice"));
+        assert!(off.get("a").is_none() && off.is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `POST /v1/keys/{id}/rotate`.
+
+use super::{KeyView, List, audited};
+use crate::auth::{api_key, issue_key};
+use crate::body::Body;
+use crate::directory::{KeyRecord, Timestamp, now};
+use crate::errors::ApiError;
+use crate::handlers::{Ctx, json};
+use crate::resource::Target;
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// Longest key lifetime a request may ask for.
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
+/// `POST /v1/keys` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Label.
+    pub name: String,
+    /// Owner (default: the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Lifetime in days (default: no expiry).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A key with its secret: the one response that carries it.
+#[derive(Serialize)]
+struct IssuedKey<'a> {
+    #[serde(flatten)]
+    meta: KeyView<'a>,
+    key: &'a str,
+}
+
+fn issued(
+    status: StatusCode,
+    record: &KeyRecord,
+    key: &api_key::SecretKey,
+) -> Result<Response<Body>, ApiError> {
+    json(
+        status,
+        &IssuedKey {
+            meta: record.into(),
+            key: key.expose(),
+        },
+    )
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "`name` must be 1 to 64 printable characters",
+        )
+        .with_param("name"));
+    }
+    Ok(())
+}
+
+fn expiry(days: Option<u32>) -> Result<Option<Timestamp>, ApiError> {
+    match days {
+        None => Ok(None),
+        Some(d) if (1..=MAX_EXPIRY_DAYS).contains(&d) => Ok(Some(now() + i64::from(d) * 86_400)),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_value",
+            format!("`expires_in_days` must be between 1 and {MAX_EXPIRY_DAYS}"),
+        )
+        .with_param("expires_in_days")),
+    }
+}
+
+fn account<'a>(ctx: &'a Ctx<'_>) -> Result<(&'a str, bool), ApiError> {
+    match ctx.target {
+        Target::Account { username, user } => Ok((username, user.is_some())),
+        _ => Err(ApiError::internal(&"key route without an account target")),
+    }
+}
+
+fn user_not_found(username: &str) -> ApiError {
+    ApiError::not_found(
+        "user_not_found",
+        format!("user `{username}` does not exist"),
+    )
+    .with_param("user")
+}
+
+/// `POST /v1/keys`: 201 with the key, shown this once.
+pub async fn create(
+    ctx: &Ctx<'_>,
+    body: crate::handlers::admin::keys::CreateKey,
+) -> Result<Response<Body>, ApiError> {
+    let (username, exists) = account(ctx)?;
+    audited(ctx, "keys:create", username, async {
+        validate_name(&body.name)?;
+        let expires_at = expiry(body.expires_in_days)?;
+        if !exists {
+            return Err(user_not_found(username));
+        }
+        let (record, key) = issue_key(
+            ctx.engine.directory().as_ref(),
+            username,
+            body.name.trim(),
+            expires_at,
+        )
+        .await?;
+        issued(StatusCode::CREATED, &record, &key)
+    })
+    .await
+}
+
+/// `GET /v1/keys[?user=NAME|?all=true]`: metadata only.
+pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (username, exists) = account(ctx)?;
+    let all = ctx
+        .query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "all" && (v == "true" || v == "1"))
+        })
+        .unwrap_or(false);
+    let directory = ctx.engine.directory();
+    let identity = ctx
+        .identity
+        .ok_or_else(|| ApiError::internal(&"key list without an identity"))?;
+    let target = if all { "*" } else { username };
+    audited(ctx, "keys:list", target, async {
+        let mut keys = Vec::new();
+        if all {
+            // Every key the caller may list: all of them for admins, their own otherwise.
+            for user in directory.list_users().await? {
+                let allowed = ctx.engine.may_on_account(
+                    identity,
+                    "keys:list",
+                    &user.username,
+                    &user.id,
+                    ctx.facts,
+                );
+                if allowed {
+                    keys.extend(directory.list_keys(&user.username).await?);
+                }
+            }
+        } else {
+            if !exists {
+                return Err(user_not_found(username));
+            }
+            keys = directory.list_keys(username).await?;
+        }
+        json(
+            StatusCode::OK,
+            &List::new(keys.iter().map(KeyView::from).collect()),
+        )
+    })
+    .await
+}
+
+fn key_target<'a>(ctx: &'a Ctx<'_>) -> Result<(&'a str, &'a str, Option<&'a KeyRecord>), ApiError> {
+    match ctx.target {
+        Target::Key {
+            id, owner, record, ..
+        } => Ok((id, owner, record.as_ref())),
+        _ => Err(ApiError::internal(&"key route without a key target")),
+    }
+}
+
+fn key_not_found(id: &str) -> ApiError {
+    ApiError::not_found("key_not_found", format!("no API key with id `{id}`")).with_param("id")
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    object: &'static str,
+    id: &'a str,
+    deleted: bool,
+}
+
+/// `DELETE /v1/keys/{id}`: the key stops working at once (locally) or within the identity
+/// cache TTL (Cognito).
+pub async fn revoke(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (id, owner, record) = key_target(ctx)?;
+    audited(ctx, "keys:revoke", id, async {
+        if record.is_none() || !ctx.engine.directory().delete_key(owner, id).await? {
+            return Err(key_not_found(id));
+        }
+        ctx.engine.identities().forget_key(id);
+        json(
+            StatusCode::OK,
+            &Deleted {
+                object: "api_key",
+                id,
+                deleted: true,
+            },
+        )
+    })
+    .await
+}
+
+/// `POST /v1/keys/{id}/rotate`: a new key with the same name and expiry; the old one dies.
+pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (id, owner, record) = key_target(ctx)?;
+    audited(ctx, "keys:rotate", id, async {
+        let old = record.ok_or_else(|| key_not_found(id))?;
+        let generated = api_key::generate(owner).map_err(|e| ApiError::internal(&e))?;
+        let new = KeyRecord {
+            id: generated.id,
+            owner: owner.to_string(),
+            name: old.name.clone(),
+            hash: generated.hash.to_vec(),
+            last4: generated.last4,
+            created_at: now(),
+            expires_at: old.expires_at,
+        };
+        if !ctx
+            .engine
+            .directory()
+            .replace_key(owner, id, new.clone())
+            .await?
+        {
+            return Err(key_not_found(id));
+        }
+        ctx.engine.identities().forget_key(id);
+        issued(StatusCode::OK, &new, &generated.secret)
+    })
+    .await
+}
