@@ -11,9 +11,9 @@
 mod runtime_api;
 
 use base64::Engine as _;
-use runtime_api::{Answer, Mode, RuntimeApi};
+use runtime_api::{Answer, Mode, RuntimeApi, bootstrap_command};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
@@ -58,56 +58,13 @@ fn init_store(data: &Path) -> String {
     v["key"].as_str().expect("key").to_string()
 }
 
-/// The `bootstrap` command with a clean environment as Lambda sets it.
-fn bootstrap_command(api: &RuntimeApi, config: &Path, dir: &Path) -> Command {
-    let log = std::fs::File::create(dir.join("function.log")).expect("log file");
-    let mut cmd = Command::new(BOOTSTRAP);
-    cmd.env_clear()
-        .current_dir(dir)
-        .envs([
-            ("AWS_LAMBDA_RUNTIME_API", api.address().as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "pennyworth-test"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/pennyworth-test"),
-            (
-                "AWS_LAMBDA_LOG_STREAM_NAME",
-                "2026/11/23/[$LATEST]0123456789abcdef",
-            ),
-            ("_HANDLER", "bootstrap"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ),
-            ("AWS_SESSION_TOKEN", "test-session-token"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("PENNYWORTH_LOG", "info"),
-        ])
-        .env("LAMBDA_TASK_ROOT", config)
-        .env("PENNYWORTH_CONFIG_DIR", config)
-        .env("PENNYWORTH_DATA_DIR", dir.join("data"))
-        .env("HOME", dir)
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().expect("log file")))
-        .stderr(Stdio::from(log));
-    cmd
-}
-
 impl Function {
     /// Starts `bootstrap` over the repository's config.
     async fn start() -> Self {
         let api = RuntimeApi::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let key = init_store(&dir.path().join("data"));
-        let child = bootstrap_command(&api, &repo_root(), dir.path())
+        let child = bootstrap_command(BOOTSTRAP, &api, &repo_root(), dir.path())
             .spawn()
             .expect("spawn bootstrap");
         Self {
@@ -281,7 +238,7 @@ async fn invalid_config_fails_the_cold_start_naming_the_file() {
         models.replacen("provider: echo", "provider: nonesuch", 1),
     )
     .expect("write");
-    let mut child = bootstrap_command(&api, &config, dir.path())
+    let mut child = bootstrap_command(BOOTSTRAP, &api, &config, dir.path())
         .spawn()
         .expect("spawn bootstrap");
     let status = tokio::time::timeout(TIMEOUT, async {

@@ -20,6 +20,8 @@ use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -432,4 +434,50 @@ async fn decode_response(req: Request<Incoming>) -> Result<Answer, String> {
             finished,
         })
     }
+}
+
+/// The `bootstrap` command (`bin`) with a clean environment as Lambda sets it: this
+/// stand-in as the Runtime API, `config` as the task root and config directory, an embedded
+/// store in `dir/data`, dummy static AWS credentials and no instance metadata (nothing leaves
+/// loopback), stdout and stderr into `dir/function.log`.
+pub fn bootstrap_command(bin: &str, api: &RuntimeApi, config: &Path, dir: &Path) -> Command {
+    let log = std::fs::File::create(dir.join("function.log")).expect("log file");
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .current_dir(dir)
+        .envs([
+            ("AWS_LAMBDA_RUNTIME_API", api.address().as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "pennyworth-test"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/pennyworth-test"),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2026/11/23/[$LATEST]0123456789abcdef",
+            ),
+            ("_HANDLER", "bootstrap"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+            ("AWS_SESSION_TOKEN", "test-session-token"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("PENNYWORTH_LOG", "info"),
+        ])
+        .env("LAMBDA_TASK_ROOT", config)
+        .env("PENNYWORTH_CONFIG_DIR", config)
+        .env("PENNYWORTH_DATA_DIR", dir.join("data"))
+        .env("HOME", dir)
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log file")))
+        .stderr(Stdio::from(log));
+    cmd
 }

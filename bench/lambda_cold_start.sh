@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Cold start of the Lambda binary (`bootstrap`, release profile): process start to the first
+# invocation answered, against the Runtime API stand-in of tests/support/lambda_runtime.rs on
+# 127.0.0.1 (bench/lambda_cold_start.rs), plus the binary's size stripped and zipped (the
+# deployment package). The driver itself is a debug build: it only serves one event and reads
+# the clock; the process measured is the release binary.
+#   bash bench/lambda_cold_start.sh [RUNS]        (default 30 runs per event)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs="${1:-30}"
+target="${CARGO_TARGET_DIR:-target}"
+
+cargo build --release --locked --quiet --bin bootstrap
+cargo build --locked --quiet --example lambda_cold_start
+bin="$target/release/bootstrap"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# What `sam build` packages: the binary as `bootstrap` beside the config files.
+mkdir -p "$work/pkg/policies"
+cp "$bin" "$work/pkg/bootstrap"
+cp routes.yaml models.yaml "$work/pkg/"
+cp policies/* "$work/pkg/policies/"
+(cd "$work/pkg" && python3 -c '
+import os, zipfile
+with zipfile.ZipFile("../package.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for root, _, files in os.walk("."):
+        for f in files:
+            z.write(os.path.join(root, f))
+')
+echo "binary: $(stat -c %s "$bin") bytes; deployment zip: $(stat -c %s "$work/package.zip") bytes"
+echo "machine: $(nproc) cores, $(uname -m), $(uname -r)"
+"$target/debug/examples/lambda_cold_start" --bin "$bin" --runs "$runs"
