@@ -44,8 +44,8 @@ fn event(root: &Path, name: &str, key: &str) -> String {
         )
 }
 
-/// One cold start: (ms to the first poll, ms to the answer).
-async fn run(bin: &str, root: &Path, dir: &Path, payload: &str) -> (f64, f64) {
+/// One cold start: ms to the first poll, to the first byte of the answer, to its last byte.
+async fn run(bin: &str, root: &Path, dir: &Path, payload: &str) -> (f64, f64, f64) {
     let api = RuntimeApi::start().await;
     let answer = api.submit(payload);
     let mut cmd = bootstrap_command(bin, &api, root, dir);
@@ -65,7 +65,11 @@ async fn run(bin: &str, root: &Path, dir: &Path, payload: &str) -> (f64, f64) {
     assert_eq!(a.status, 200, "{}", a.text());
     let poll = api.first_poll().expect("the function polled");
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(poll - start), ms(a.finished - start))
+    (
+        ms(poll - start),
+        ms(a.started - start),
+        ms(a.finished - start),
+    )
 }
 
 fn summary(mut v: Vec<f64>) -> serde_json::Value {
@@ -104,13 +108,16 @@ async fn main() {
     let chat = event(&root, "http_v2_chat_base64.json", key.expose());
 
     run(&bin, &root, dir.path(), &health).await;
-    let (mut poll, mut health_ms, mut chat_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut poll, mut health_first, mut health_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut chat_first, mut chat_ms) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (p, h) = run(&bin, &root, dir.path(), &health).await;
+        let (p, f, h) = run(&bin, &root, dir.path(), &health).await;
         poll.push(p);
+        health_first.push(f);
         health_ms.push(h);
-        let (p, c) = run(&bin, &root, dir.path(), &chat).await;
+        let (p, f, c) = run(&bin, &root, dir.path(), &chat).await;
         poll.push(p);
+        chat_first.push(f);
         chat_ms.push(c);
     }
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
@@ -121,7 +128,9 @@ async fn main() {
             "binary_bytes": size,
             "runs_per_event": runs,
             "to_first_poll": summary(poll),
+            "to_health_response_started": summary(health_first),
             "to_health_answered": summary(health_ms),
+            "to_echo_chat_response_started": summary(chat_first),
             "to_echo_chat_answered": summary(chat_ms),
         })
     );

@@ -57,6 +57,8 @@ pub struct Answer {
     pub frames: usize,
     /// HTTP trailers of the POST, if any (mid-stream errors).
     pub trailers: HashMap<String, String>,
+    /// When the response's request line and headers arrived.
+    pub started: Instant,
     /// When the last byte arrived.
     pub finished: Instant,
 }
@@ -377,6 +379,7 @@ fn header_map(v: &serde_json::Value) -> HashMap<String, String> {
 const DELIMITER: [u8; 8] = [0; 8];
 
 async fn decode_response(req: Request<Incoming>) -> Result<Answer, String> {
+    let started = Instant::now();
     let streamed = req
         .headers()
         .get("lambda-runtime-function-response-mode")
@@ -406,6 +409,7 @@ async fn decode_response(req: Request<Incoming>) -> Result<Answer, String> {
             body: bytes[at + DELIMITER.len()..].to_vec(),
             frames,
             trailers,
+            started,
             finished,
         })
     } else {
@@ -431,6 +435,7 @@ async fn decode_response(req: Request<Incoming>) -> Result<Answer, String> {
             body,
             frames,
             trailers,
+            started,
             finished,
         })
     }
