@@ -215,16 +215,30 @@ impl Engine {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
         }
-        tracing::info!(
-            target: "pennyworth::access",
-            request_id = %request_id,
-            method = %request.method(),
-            path = request.uri().path(),
-            status = response.status().as_u16(),
-            user = user.as_deref().unwrap_or("-"),
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "request"
-        );
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let status = response.status().as_u16();
+        let user = user.as_deref().unwrap_or("-");
+        if let Some(emf) = crate::metrics::emf() {
+            crate::metrics::write_line(&emf.request_line(
+                &request_id,
+                request.method().as_str(),
+                request.uri().path(),
+                status,
+                user,
+                micros,
+            ));
+        } else {
+            tracing::info!(
+                target: "pennyworth::access",
+                request_id = %request_id,
+                method = %request.method(),
+                path = request.uri().path(),
+                status,
+                user,
+                micros,
+                "request"
+            );
+        }
         response
     }
 

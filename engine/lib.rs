@@ -16,6 +16,7 @@ pub mod engine;
 pub mod errors;
 pub mod handlers;
 pub mod lambda;
+pub mod metrics;
 pub mod policy;
 pub mod providers;
 pub mod resource;

@@ -1,7 +1,8 @@
 //! Usage accounting: one record per model call, priced from `models.yaml`.
 //!
-//! Records go to the log as one structured line (target `pennyworth::usage`) that log
-//! metric filters and queries can aggregate; a persistent ledger can consume the same record.
+//! Records go to the log as one structured line (target `pennyworth::usage`) that queries can
+//! aggregate, on Lambda as an EMF line that also makes CloudWatch metrics; a persistent ledger
+//! can consume the same record.
 
 use crate::providers::TokenUsage;
 use rust_decimal::Decimal;
@@ -56,8 +57,13 @@ pub struct UsageRecord<'a> {
 }
 
 impl UsageRecord<'_> {
-    /// Writes the record to the usage log.
+    /// Writes the record to the usage log: an EMF line with the metrics when EMF is on
+    /// ([`crate::metrics`]), else a log line.
     pub fn emit(&self) {
+        if let Some(emf) = crate::metrics::emf() {
+            crate::metrics::write_line(&emf.usage_line(self));
+            return;
+        }
         tracing::info!(
             target: "pennyworth::usage",
             request_id = self.request_id,

@@ -213,10 +213,53 @@ async fn one_warm_process_answers_every_event_in_turn() {
     .await
     .expect("the function polls for the next event");
     assert!(f.child.try_wait().expect("child status").is_none());
-    // JSON logs: one access line per request, no key in any line.
+    // Every line is one JSON object (EMF lines and log lines do not interleave), no key in
+    // any line; one EMF access line per request and one EMF usage line per model call.
     let log = f.log();
-    assert!(log.contains("pennyworth::access"), "{log}");
     assert!(!log.contains(&f.key), "the key was logged");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let emf = |target: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|v| v["target"] == target && v["_aws"].is_object())
+            .collect()
+    };
+    let access = emf("pennyworth::access");
+    let statuses: Vec<u64> = access.iter().filter_map(|v| v["status"].as_u64()).collect();
+    assert_eq!(statuses, [200, 200, 401, 200, 200], "{log}");
+    for v in &access {
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Pennyworth");
+        for m in directive["Metrics"].as_array().expect("metrics") {
+            let name = m["Name"].as_str().expect("name");
+            assert!(v[name].is_number(), "{name} missing in {v}");
+        }
+    }
+    let errors: u64 = access.iter().filter_map(|v| v["Status4xx"].as_u64()).sum();
+    assert_eq!(errors, 1);
+    let usage = emf("pennyworth::usage");
+    assert_eq!(usage.len(), 2, "{log}");
+    for v in &usage {
+        assert_eq!(v["Model"], "echo");
+        assert_eq!(v["user"], "admin");
+        assert_eq!(v["ModelCalls"], 1);
+        assert!(v["PromptTokens"].as_u64().unwrap_or(0) > 0, "{v}");
+        assert!(v["CompletionTokens"].as_u64().unwrap_or(0) > 0, "{v}");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Model"
+        );
+    }
+    assert_eq!(usage[1]["stream"], true);
+    // Only EMF lines carry these targets: no plain duplicate lines.
+    let plain = lines
+        .iter()
+        .filter(|v| v["target"] == "pennyworth::usage" && !v["_aws"].is_object())
+        .count();
+    assert_eq!(plain, 0, "{log}");
 }
 
 #[tokio::test]

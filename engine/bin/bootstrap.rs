@@ -27,6 +27,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         .without_time()
         .init();
 
+    // CloudWatch metrics as EMF lines on stdout (on unless PENNYWORTH_METRICS=off).
+    pennyworth::metrics::install(pennyworth::metrics::Emf::from_env(true)?);
+
     // Built once, before the runtime polls for the first event; a bad config fails the
     // cold start with every problem listed.
     let dir = config_dir();

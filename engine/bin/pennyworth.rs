@@ -118,6 +118,15 @@ async fn open_directory(
 }
 
 async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCode {
+    // EMF metric lines on stdout only when asked (PENNYWORTH_METRICS=emf), e.g. under a
+    // CloudWatch agent; the default is the plain access and usage log lines.
+    match pennyworth::metrics::Emf::from_env(false) {
+        Ok(emf) => pennyworth::metrics::install(emf),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let compiled = match CompiledConfig::load(&config) {
         Ok(c) => c,
         Err(errors) => {

@@ -54,12 +54,17 @@ impl std::fmt::Debug for OpenAi {
 impl OpenAi {
     /// Builds the client and reads each alias's API key from `env` (once, at start).
     pub fn build(models: &[&ModelRuntime], env: &EnvLookup) -> Result<Self, String> {
+        // TCP_NODELAY: a request head and body written separately must not wait for the
+        // upstream's delayed ACK (Nagle), nor a streamed body's chunks.
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
