@@ -4,10 +4,13 @@
 #   - latency p50/p99 and throughput of buffered and streamed chat at 50 and 200 connections,
 #     through the gateway and straight to the stub (the difference is the gateway's cost);
 #   - time to the first content chunk through the gateway and straight from the stub;
+#   - open loop with oha at fixed rates (BENCH_RATES, default 1000 2000 req/s) over 50 and 200
+#     connections, latency from each request's scheduled send time: the added latency;
 #   - peak RSS of the gateway while 200 streams of 5 s each are open.
-# Everything runs on 127.0.0.1 and stops by itself. Needs `wrk` (apt) and a release build.
-# Usage: bash bench/bedrock.sh (BENCH_DURATION, BENCH_STUB_PORT, BENCH_GW_PORT in the
-# environment). The engine benchmark (start-up, `echo` model closed and open loop, memory) is
+# Everything runs on 127.0.0.1 and stops by itself. Needs `wrk` (apt), `bc`, oha (installed
+# with cargo into ~/.cache/oha when missing) and a release build.
+# Usage: bash bench/bedrock.sh (BENCH_DURATION, BENCH_OPEN_DURATION, BENCH_RATES,
+# BENCH_CONNECTIONS, BENCH_STUB_PORT, BENCH_GW_PORT in the environment). The engine benchmark (start-up, `echo` model closed and open loop, memory) is
 # bench/run.sh; figures of both in doc/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,12 +95,51 @@ run_wrk() { # label connections url body key
 
 echo "| run | connections | p50 | p99 | requests/s | errors |"
 echo "|---|---|---|---|---|---|"
-for c in 1 50 200; do
+for c in ${BENCH_CONNECTIONS:-1 50 200}; do
   run_wrk "built-in echo model (no upstream), gateway" "$c" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/echo.json" "$key"
   run_wrk "buffered, direct to stub" "$c" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse" "$work/converse.json" ""
   run_wrk "buffered, through gateway" "$c" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/buffered.json" "$key"
   run_wrk "streamed, direct to stub" "$c" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse-stream" "$work/converse.json" ""
   run_wrk "streamed, through gateway" "$c" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/stream.json" "$key"
+done
+
+# Open loop (added latency): oha sends at a fixed total rate over C connections and counts
+# each request's latency from its scheduled send time (--latency-correction), so waiting
+# behind a slow answer counts; the gateway's added latency is the difference between the
+# "through gateway" and "direct to stub" rows at the same rate and connections.
+OHA="${OHA:-$(command -v oha || echo "$HOME/.cache/oha/bin/oha")}"
+if [ ! -x "$OHA" ]; then
+  cargo install oha --locked --root "$HOME/.cache/oha" >&2
+  OHA="$HOME/.cache/oha/bin/oha"
+fi
+RATES="${BENCH_RATES:-1000 2000}"
+OPEN_DURATION="${BENCH_OPEN_DURATION:-10s}"
+run_oha() { # label connections rate url body key
+  local auth=()
+  [ -n "$6" ] && auth=(-H "authorization: Bearer $6")
+  local common=(--no-tui -c "$2" -q "$3" --latency-correction -m POST -T application/json -D "$5" "${auth[@]}")
+  "$OHA" "${common[@]}" -z 2s --output-format quiet "$4" > /dev/null 2>&1
+  "$OHA" "${common[@]}" -z "$OPEN_DURATION" --output-format json -o "$work/oha.json" "$4" > /dev/null 2>&1
+  local line kv
+  line="$(python3 bench/oha_summary.py "$work/oha.json")"
+  for kv in $line; do printf -v "O_${kv%%=*}" '%s' "${kv#*=}"; done
+  # shellcheck disable=SC2154  # set by the loop above
+  printf '| %s | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s %% |\n' "$1" "$2" "$3" "$O_rps" \
+    "$(bc -l <<<"$O_p50_us/1000")" "$(bc -l <<<"$O_p90_us/1000")" "$(bc -l <<<"$O_p99_us/1000")" \
+    "$(bc -l <<<"$O_p999_us/1000")" "$O_success_pct"
+}
+echo
+echo "open loop ($OPEN_DURATION per run after a 2 s warm-up at the same rate; latency in ms):"
+echo
+echo "| run | connections | rate req/s | achieved req/s | p50 | p90 | p99 | p99.9 | success |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for c in 50 200; do
+  for r in $RATES; do
+    run_oha "buffered, direct to stub" "$c" "$r" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse" "$work/converse.json" ""
+    run_oha "buffered, through gateway" "$c" "$r" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/buffered.json" "$key"
+    run_oha "streamed, direct to stub" "$c" "$r" "http://127.0.0.1:$STUB_PORT/model/bench-model/converse-stream" "$work/converse.json" ""
+    run_oha "streamed, through gateway" "$c" "$r" "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$work/stream.json" "$key"
+  done
 done
 
 echo

@@ -17,7 +17,7 @@ use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::config::{
-    BehaviorVersion, Credentials, Region, SharedHttpClient, StalledStreamProtectionConfig,
+    BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -54,23 +54,13 @@ impl std::fmt::Debug for Bedrock {
     }
 }
 
-/// The HTTPS client: rustls with the ring provider (no C toolchain beyond `cc` needed).
-fn http_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 impl Bedrock {
     /// Builds the clients of `models` (all `provider: bedrock`).
     pub async fn build(
         models: &[&ModelRuntime],
         settings: BedrockSettings,
     ) -> Result<Self, String> {
-        let http = http_client();
+        let http = crate::aws::http_client();
         let base = match &settings.credentials {
             Some(_) => None,
             None => {
