@@ -154,6 +154,8 @@ impl Emf {
             "key_id": r.key_id.unwrap_or(""),
             "Model": r.model,
             "stream": r.stream,
+            "partial": r.partial,
+            "estimated": r.estimated,
             "cost_usd": r.cost.to_string(),
             "ModelCalls": 1,
             "PromptTokens": r.usage.prompt,
@@ -245,6 +247,8 @@ mod tests {
                 cache_write: 0,
             },
             cost: Decimal::from_str("0.00123").unwrap(),
+            partial: true,
+            estimated: false,
         };
         let doc = emf.usage_line(&record);
         assert_valid_emf(&doc);
@@ -262,6 +266,8 @@ mod tests {
         assert_eq!(doc["CostUsd"], 0.00123);
         assert_eq!(doc["cost_usd"], "0.00123");
         assert_eq!(doc["target"], "pennyworth::usage");
+        assert_eq!(doc["partial"], true);
+        assert_eq!(doc["estimated"], false);
     }
 
     #[test]

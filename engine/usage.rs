@@ -4,7 +4,7 @@
 //! aggregate, on Lambda as an EMF line that also makes CloudWatch metrics; a persistent ledger
 //! can consume the same record.
 
-use crate::providers::TokenUsage;
+use crate::providers::{ChatEvent, TokenUsage};
 use rust_decimal::Decimal;
 
 /// Prices in USD per million tokens.
@@ -54,6 +54,11 @@ pub struct UsageRecord<'a> {
     pub usage: TokenUsage,
     /// Cost in USD.
     pub cost: Decimal,
+    /// The call ended before the provider's end: the client left or it failed mid-stream.
+    pub partial: bool,
+    /// The provider reported no token counts, so `usage` is an estimate
+    /// ([`estimate_tokens`] of the prompt's and the streamed answer's characters).
+    pub estimated: bool,
 }
 
 impl UsageRecord<'_> {
@@ -76,8 +81,124 @@ impl UsageRecord<'_> {
             cache_read_tokens = self.usage.cache_read,
             cache_write_tokens = self.usage.cache_write,
             cost_usd = %self.cost,
+            partial = self.partial,
+            estimated = self.estimated,
             "usage"
         );
+    }
+}
+
+/// Tokens in `chars` characters of text by the usual rule of thumb (about four characters a
+/// token for English text), for calls whose provider reported no counts.
+pub fn estimate_tokens(chars: usize) -> u64 {
+    u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX)
+}
+
+/// Who and what a streamed call is billed to.
+#[derive(Debug, Clone)]
+pub struct Billing {
+    /// Request id.
+    pub request_id: String,
+    /// User name.
+    pub user: String,
+    /// Key id, if a key was used.
+    pub key_id: Option<String>,
+    /// Model alias that served the call.
+    pub model: String,
+    /// Its prices.
+    pub price: Price,
+}
+
+/// The usage of one streamed call while it streams. It records itself exactly once: when
+/// the stream ends ([`StreamMeter::finish`]) or, if the stream is dropped before its end
+/// (the client disconnected), when it is dropped, so an abandoned stream is still accounted
+/// for (as `partial`, with estimated counts when the provider had not reported any yet).
+#[derive(Debug)]
+pub struct StreamMeter {
+    billing: Billing,
+    usage: TokenUsage,
+    reported: bool,
+    prompt_chars: usize,
+    streamed_chars: usize,
+    recorded: bool,
+}
+
+impl StreamMeter {
+    /// A meter for a call whose prompt has `prompt_chars` characters of text.
+    pub fn new(billing: Billing, prompt_chars: usize) -> Self {
+        Self {
+            billing,
+            usage: TokenUsage::default(),
+            reported: false,
+            prompt_chars,
+            streamed_chars: 0,
+            recorded: false,
+        }
+    }
+
+    /// Counts one event of the answer.
+    pub fn observe(&mut self, event: &ChatEvent) {
+        match event {
+            ChatEvent::Text(t) | ChatEvent::Reasoning(t) => {
+                self.streamed_chars += t.chars().count();
+            }
+            ChatEvent::ToolCallStart { name, .. } => self.streamed_chars += name.chars().count(),
+            ChatEvent::ToolCallArguments { arguments, .. } => {
+                self.streamed_chars += arguments.chars().count();
+            }
+            ChatEvent::Usage(u) => {
+                self.usage = *u;
+                self.reported = true;
+            }
+            ChatEvent::Finish(_) | ChatEvent::Cut => {}
+        }
+    }
+
+    /// The counts the provider reported (zero until it does).
+    pub fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+
+    /// The model alias that served the call.
+    pub fn model(&self) -> &str {
+        &self.billing.model
+    }
+
+    /// Records the call (once; later calls do nothing). `partial`: the stream ended before
+    /// the provider's end.
+    pub fn finish(&mut self, partial: bool) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let usage = if self.reported {
+            self.usage
+        } else {
+            TokenUsage {
+                prompt: estimate_tokens(self.prompt_chars),
+                completion: estimate_tokens(self.streamed_chars),
+                ..TokenUsage::default()
+            }
+        };
+        let b = &self.billing;
+        UsageRecord {
+            request_id: &b.request_id,
+            user: &b.user,
+            key_id: b.key_id.as_deref(),
+            model: &b.model,
+            stream: true,
+            usage,
+            cost: b.price.cost(usage),
+            partial,
+            estimated: !self.reported,
+        }
+        .emit();
+    }
+}
+
+impl Drop for StreamMeter {
+    fn drop(&mut self) {
+        self.finish(true);
     }
 }
 

@@ -591,3 +591,91 @@ async fn lambda_deadline_bounds_a_buffered_call() {
     assert_eq!(resp.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A streamed chat's usage record: the provider's counts when the stream ends; when the
+/// client leaves first, a `partial` record with estimated counts (nothing goes unaccounted).
+#[tokio::test]
+async fn streamed_usage_is_recorded_at_the_end_and_when_the_client_leaves() {
+    use http_body_util::BodyExt;
+    let logs = common::logs::capture();
+    let h = Harness::start().await;
+
+    // A complete stream: one record with Bedrock's counts.
+    let (status, _, body) = h
+        .chat(
+            json!({"model": "claude", "messages": user("hi"), "stream": true,
+            "stream_options": {"include_usage": true}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    assert_eq!(events.last(), Some(&Value::String("[DONE]".into())));
+    let shown = &events[events.len() - 2]["usage"];
+    assert!(
+        shown["completion_tokens"].as_u64().unwrap_or(0) > 0,
+        "{shown}"
+    );
+    let records = logs.records("pennyworth::usage");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["model"], "claude");
+    assert_eq!(r["stream"], true);
+    assert_eq!(r["partial"], false);
+    assert_eq!(r["estimated"], false);
+    assert_eq!(r["prompt_tokens"], shown["prompt_tokens"]);
+    assert_eq!(r["completion_tokens"], shown["completion_tokens"]);
+    let complete_cost = r["cost_usd"].as_str().expect("cost").to_string();
+    assert_ne!(complete_cost, "0", "{r}");
+
+    // A stream the client abandons after the first words: Bedrock has sent no counts yet.
+    let mut items = vec![event("messageStart", json!({"role": "assistant"}))];
+    for _ in 0..50 {
+        items.push(event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "word "}}),
+        ));
+        items.push(Item::Pause(Duration::from_millis(50)));
+    }
+    items.push(event("messageStop", json!({"stopReason": "end_turn"})));
+    h.server.script("*", [Reply::Stream(items)]);
+    let prompt = "a prompt of forty characters, more or...";
+    assert_eq!(prompt.len(), 40);
+    let req = common::request(
+        "POST",
+        "/v1/chat/completions",
+        Some(h.dir.key("user")),
+        json!({"model": "claude", "messages": user(prompt), "stream": true}).to_string(),
+    );
+    let resp = h.engine.handle(req).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    while seen.matches("word").count() < 2 {
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert_eq!(
+        logs.records("pennyworth::usage").len(),
+        1,
+        "not recorded yet"
+    );
+    drop(body);
+    let records = logs.records("pennyworth::usage");
+    assert_eq!(records.len(), 2, "{records:?}");
+    let r = &records[1];
+    assert_eq!(r["partial"], true);
+    assert_eq!(r["estimated"], true);
+    assert_eq!(r["model"], "claude");
+    // 40 characters of prompt: 10 tokens; "word word " or more streamed: at least 3.
+    assert_eq!(r["prompt_tokens"], 10);
+    let completion = r["completion_tokens"].as_u64().expect("tokens");
+    let streamed = seen.matches("word").count() as u64 * 5;
+    assert_eq!(completion, streamed.div_ceil(4), "{r} after {seen}");
+    assert_ne!(r["cost_usd"], "0", "{r}");
+    assert!(
+        h.server.wait_abandoned(1, Duration::from_secs(3)).await,
+        "the upstream stream was not cancelled"
+    );
+}

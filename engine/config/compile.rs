@@ -53,6 +53,7 @@ pub struct CompiledConfig {
     pub(crate) models: IndexMap<String, ModelRuntime>,
     pub(crate) policy: PolicyEngine,
     pub(crate) max_body_bytes: usize,
+    pub(crate) image_fetch: crate::config::models::ImageFetchSpec,
 }
 
 fn valid_alias(alias: &str) -> bool {
@@ -67,6 +68,11 @@ impl CompiledConfig {
     /// Model aliases in config order.
     pub fn models(&self) -> impl Iterator<Item = &ModelRuntime> {
         self.models.values()
+    }
+
+    /// How `http(s)` image URLs are fetched (`image_fetch:` in `models.yaml`).
+    pub fn image_fetch(&self) -> &crate::config::models::ImageFetchSpec {
+        &self.image_fetch
     }
 
     /// Reads and compiles a config directory, reporting every problem found.
@@ -114,6 +120,21 @@ impl CompiledConfig {
             };
             if mf.models.is_empty() {
                 errors.push(ConfigError::new(mf_name, None, "no models are defined"));
+            }
+            let fetch = &mf.image_fetch;
+            if fetch.max_bytes == 0 || fetch.max_bytes > 20_000_000 {
+                errors.push(ConfigError::new(
+                    mf_name,
+                    locate(text, &["image_fetch:", "max_bytes:"]),
+                    "`image_fetch.max_bytes` must be between 1 and 20000000",
+                ));
+            }
+            if fetch.timeout_ms == 0 || fetch.timeout_ms > 60_000 {
+                errors.push(ConfigError::new(
+                    mf_name,
+                    locate(text, &["image_fetch:", "timeout_ms:"]),
+                    "`image_fetch.timeout_ms` must be between 1 and 60000",
+                ));
             }
             let bedrock_defaults = mf.providers.bedrock.as_ref();
             for e in crate::upstream::check_defaults(mf_name, text, bedrock_defaults) {
@@ -450,6 +471,10 @@ impl CompiledConfig {
                 models,
                 policy,
                 max_body_bytes,
+                image_fetch: models_file
+                    .as_ref()
+                    .map(|m| m.image_fetch.clone())
+                    .unwrap_or_default(),
             }),
             _ => {
                 if errors.is_empty() {

@@ -14,6 +14,56 @@ pub struct ModelsFile {
     /// Settings shared by every alias of a provider (an alias's own settings win).
     #[serde(default)]
     pub providers: ProviderDefaults,
+    /// Fetching of `http(s)` image URLs for providers that take only inline images.
+    #[serde(default)]
+    pub image_fetch: ImageFetchSpec,
+}
+
+/// `image_fetch:`: whether the gateway fetches `http(s)` image URLs in chat messages for
+/// providers that take only inline images (Bedrock). Off by default: such URLs are a 400.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFetchSpec {
+    /// Fetch at all (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Refuse `http:` URLs (default true).
+    #[serde(default = "yes")]
+    pub https_only: bool,
+    /// Let fetches reach loopback, private and link-local addresses (default false; for
+    /// tests and trusted networks only).
+    #[serde(default)]
+    pub allow_private_addresses: bool,
+    /// Largest image in bytes (default 3,750,000: Bedrock's limit per image).
+    #[serde(default = "default_image_bytes")]
+    pub max_bytes: u64,
+    /// Time for the whole fetch in milliseconds (default 10,000).
+    #[serde(default = "default_image_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_image_bytes() -> u64 {
+    3_750_000
+}
+
+fn default_image_timeout() -> u64 {
+    10_000
+}
+
+impl Default for ImageFetchSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            https_only: true,
+            allow_private_addresses: false,
+            max_bytes: default_image_bytes(),
+            timeout_ms: default_image_timeout(),
+        }
+    }
 }
 
 /// `providers:`: per-provider defaults.

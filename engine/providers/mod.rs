@@ -6,6 +6,7 @@
 
 pub mod bedrock;
 pub mod echo;
+pub mod images;
 pub mod openai;
 
 use crate::config::models::ProviderKind;
@@ -281,7 +282,12 @@ impl Providers {
             None
         } else {
             Some(Arc::new(
-                bedrock::Bedrock::build(&bedrock_models, settings.bedrock).await?,
+                bedrock::Bedrock::build(
+                    &bedrock_models,
+                    settings.bedrock,
+                    images::ImageFetcher::new(config.image_fetch())?,
+                )
+                .await?,
             ))
         };
         let openai_models = of(ProviderKind::Openai);

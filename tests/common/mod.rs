@@ -4,6 +4,7 @@
 
 pub mod behaviour;
 pub mod jwks;
+pub mod logs;
 pub mod moto;
 pub mod server;
 pub mod wrapped;

@@ -111,11 +111,16 @@ pub fn settings() -> BedrockSettings {
 impl Harness {
     /// Starts a test server and an engine pointed at it.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Like [`Harness::start`], with `extra` appended to the test `models.yaml`.
+    pub async fn start_with(extra: &str) -> Self {
         let server = BedrockServer::start().await;
         let config = common::copy_default_config();
         std::fs::write(
             config.path().join("models.yaml"),
-            MODELS.replace("{url}", &server.url()),
+            MODELS.replace("{url}", &server.url()) + extra,
         )
         .expect("write models.yaml");
         let compiled = CompiledConfig::load(config.path())

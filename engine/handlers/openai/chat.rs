@@ -6,8 +6,8 @@ use super::types::{ChatRequest, Usage};
 use crate::body::{Body, BoxError};
 use crate::engine::ModelRuntime;
 use crate::errors::{ApiError, ErrorKind};
-use crate::providers::{ChatEvent, FinishReason, ProviderError, TokenUsage};
-use crate::usage::UsageRecord;
+use crate::providers::{ChatEvent, FinishReason, ProviderError};
+use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -227,6 +227,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
             stream: false,
             usage: out.usage,
             cost: served.price.cost(out.usage),
+            partial: false,
+            estimated: false,
         }
         .emit();
         let calls: Vec<ToolCallOut<'_>> = out
@@ -275,15 +277,18 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         created,
         model: model.alias.clone(),
         include_usage,
-        usage: TokenUsage::default(),
         finish: None,
         done: false,
-        record: RecordOwned {
-            request_id: ctx.request_id.to_string(),
-            user: identity.username.clone(),
-            key_id: identity.key_id.clone(),
-            price: model.price.clone(),
-        },
+        meter: StreamMeter::new(
+            Billing {
+                request_id: ctx.request_id.to_string(),
+                user: identity.username.clone(),
+                key_id: identity.key_id.clone(),
+                model: model.alias.clone(),
+                price: model.price.clone(),
+            },
+            request.prompt_chars(),
+        ),
     };
     let first = sse.chunk(
         Delta {
@@ -317,22 +322,15 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     Ok(response)
 }
 
-struct RecordOwned {
-    request_id: String,
-    user: String,
-    key_id: Option<String>,
-    price: crate::usage::Price,
-}
-
 struct SseState {
     id: String,
     created: i64,
     model: String,
     include_usage: bool,
-    usage: TokenUsage,
     finish: Option<FinishReason>,
     done: bool,
-    record: RecordOwned,
+    /// Records the call at the end, or when the client leaves before it.
+    meter: StreamMeter,
 }
 
 pub(super) fn sse_line(json: &[u8]) -> Bytes {
@@ -376,6 +374,9 @@ impl SseState {
 
     /// Turns one provider event (or the end, `None`) into SSE bytes (possibly empty).
     fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+        if let Some(Ok(e)) = &event {
+            self.meter.observe(e);
+        }
         match event {
             Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(
                 Delta {
@@ -425,10 +426,7 @@ impl SseState {
                 self.finish = Some(f);
                 Some(self.chunk(Delta::default(), Some(f.as_str())))
             }
-            Some(Ok(ChatEvent::Usage(u))) => {
-                self.usage = u;
-                None
-            }
+            Some(Ok(ChatEvent::Usage(_))) => None,
             Some(Ok(ChatEvent::Cut)) => {
                 self.finish = Some(FinishReason::Length);
                 let chunk = Chunk {
@@ -451,13 +449,13 @@ impl SseState {
             Some(Err(e)) => {
                 // A failure mid-stream ends the stream with an OpenAI error event.
                 self.done = true;
-                self.emit_usage();
+                self.meter.finish(true);
                 let err = ApiError::from(e);
                 Some(sse_line(&err.body_bytes()))
             }
             None => {
                 self.done = true;
-                self.emit_usage();
+                self.meter.finish(false);
                 let mut out = Vec::new();
                 if self.finish.is_none() {
                     out.extend_from_slice(
@@ -465,24 +463,13 @@ impl SseState {
                     );
                 }
                 if self.include_usage {
-                    out.extend_from_slice(&self.encode(Vec::new(), Some(self.usage.into())));
+                    out.extend_from_slice(
+                        &self.encode(Vec::new(), Some(self.meter.usage().into())),
+                    );
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 Some(Bytes::from(out))
             }
         }
-    }
-
-    fn emit_usage(&self) {
-        UsageRecord {
-            request_id: &self.record.request_id,
-            user: &self.record.user,
-            key_id: self.record.key_id.as_deref(),
-            model: &self.model,
-            stream: true,
-            usage: self.usage,
-            cost: self.record.price.cost(self.usage),
-        }
-        .emit();
     }
 }

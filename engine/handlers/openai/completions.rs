@@ -7,8 +7,8 @@ use super::fallback;
 use super::types::{ChatRequest, Content, Message, Role, Stop, StreamOptions, Usage, parse_object};
 use crate::body::{Body, BoxError};
 use crate::errors::ApiError;
-use crate::providers::{ChatEvent, FinishReason, ProviderError, TokenUsage};
-use crate::usage::{Price, UsageRecord};
+use crate::providers::{ChatEvent, FinishReason, ProviderError};
+use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -194,6 +194,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
             stream: false,
             usage: out.usage,
             cost: served.price.cost(out.usage),
+            partial: false,
+            estimated: false,
         }
         .emit();
         return json(
@@ -221,12 +223,17 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         created,
         model: served.alias.clone(),
         include_usage: request.include_usage(),
-        usage: TokenUsage::default(),
         finished: false,
-        request_id: ctx.request_id.to_string(),
-        user: identity.username.clone(),
-        key_id: identity.key_id.clone(),
-        price: served.price.clone(),
+        meter: StreamMeter::new(
+            Billing {
+                request_id: ctx.request_id.to_string(),
+                user: identity.username.clone(),
+                key_id: identity.key_id.clone(),
+                model: served.alias.clone(),
+                price: served.price.clone(),
+            },
+            request.prompt_chars(),
+        ),
     };
     let body = events
         .map(Some)
@@ -258,12 +265,9 @@ struct TextStream {
     created: i64,
     model: String,
     include_usage: bool,
-    usage: TokenUsage,
     finished: bool,
-    request_id: String,
-    user: String,
-    key_id: Option<String>,
-    price: Price,
+    /// Records the call at the end, or when the client leaves before it.
+    meter: StreamMeter,
 }
 
 impl TextStream {
@@ -301,29 +305,15 @@ impl TextStream {
         sse_line(&serde_json::to_vec(&c).unwrap_or_default())
     }
 
-    fn record(&self) {
-        UsageRecord {
-            request_id: &self.request_id,
-            user: &self.user,
-            key_id: self.key_id.as_deref(),
-            model: &self.model,
-            stream: true,
-            usage: self.usage,
-            cost: self.price.cost(self.usage),
-        }
-        .emit();
-    }
-
     fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+        if let Some(Ok(e)) = &event {
+            self.meter.observe(e);
+        }
         match event {
             Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(&t, None, None)),
             Some(Ok(ChatEvent::Finish(f))) => {
                 self.finished = true;
                 Some(self.chunk("", Some(f), None))
-            }
-            Some(Ok(ChatEvent::Usage(u))) => {
-                self.usage = u;
-                None
             }
             Some(Ok(ChatEvent::Cut)) => {
                 self.finished = true;
@@ -336,17 +326,17 @@ impl TextStream {
             }
             Some(Ok(_)) => None,
             Some(Err(e)) => {
-                self.record();
+                self.meter.finish(true);
                 Some(sse_line(&ApiError::from(e).body_bytes()))
             }
             None => {
-                self.record();
+                self.meter.finish(false);
                 let mut out = Vec::new();
                 if !self.finished {
                     out.extend_from_slice(&self.chunk("", Some(FinishReason::Stop), None));
                 }
                 if self.include_usage {
-                    out.extend_from_slice(&self.chunk("", None, Some(self.usage.into())));
+                    out.extend_from_slice(&self.chunk("", None, Some(self.meter.usage().into())));
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 Some(Bytes::from(out))

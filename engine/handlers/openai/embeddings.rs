@@ -183,6 +183,8 @@ pub async fn embed(
         stream: false,
         usage,
         cost: served.price.cost(usage),
+        partial: false,
+        estimated: false,
     }
     .emit();
     let base64 = request.encoding_format.as_deref() == Some("base64");

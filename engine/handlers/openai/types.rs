@@ -325,6 +325,23 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// Characters of text in the prompt (message text, tool call names and arguments), for
+    /// estimating its tokens when a provider reports none.
+    pub fn prompt_chars(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|m| {
+                m.text().chars().count()
+                    + m.tool_calls.as_ref().map_or(0, |calls| {
+                        calls
+                            .iter()
+                            .map(|c| c.function.name.len() + c.function.arguments.len())
+                            .sum()
+                    })
+            })
+            .sum()
+    }
+
     /// True when the answer is streamed.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)

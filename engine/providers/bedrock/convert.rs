@@ -103,14 +103,15 @@ pub fn from_document(d: &Document) -> serde_json::Value {
     }
 }
 
-/// A `data:` URL → image block; anything else is refused (this gateway fetches no URLs).
+/// A `data:` URL → image block; anything else is refused (with `image_fetch` on, the provider
+/// has already replaced `http(s)` URLs by `data:` URLs of the fetched images).
 fn image_block(url: &str, param: &str) -> Result<ImageBlock, ProviderError> {
     let Some(rest) = url.strip_prefix("data:") else {
         let scheme = url.split(':').next().unwrap_or_default();
         return Err(invalid(
             param.to_string(),
             format!(
-                "`{param}` is a `{scheme}:` URL; this gateway does not fetch images, send them inline as `data:image/<type>;base64,...` URLs"
+                "`{param}` is a `{scheme}:` URL; this gateway does not fetch images (`image_fetch` is off), send them inline as `data:image/<type>;base64,...` URLs"
             ),
         ));
     };

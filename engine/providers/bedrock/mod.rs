@@ -8,6 +8,7 @@ pub mod embed;
 pub mod errors;
 pub mod response;
 
+use super::images::ImageFetcher;
 use super::{ChatOutput, ChatStream, Provider, ProviderError};
 use crate::engine::ModelRuntime;
 use crate::handlers::openai::types::ChatRequest;
@@ -44,6 +45,8 @@ struct ClientKey {
 /// The Bedrock provider: a client per alias (shared between aliases that agree).
 pub struct Bedrock {
     clients: HashMap<String, Client>,
+    /// Fetches `http(s)` image URLs when `image_fetch` is on.
+    images: Option<ImageFetcher>,
 }
 
 impl std::fmt::Debug for Bedrock {
@@ -59,6 +62,7 @@ impl Bedrock {
     pub async fn build(
         models: &[&ModelRuntime],
         settings: BedrockSettings,
+        images: Option<ImageFetcher>,
     ) -> Result<Self, String> {
         let http = crate::aws::http_client();
         let base = match &settings.credentials {
@@ -152,7 +156,19 @@ impl Bedrock {
             clients = shared.len(),
             "bedrock clients built"
         );
-        Ok(Self { clients })
+        Ok(Self { clients, images })
+    }
+
+    /// With `image_fetch` on, the request with its `http(s)` image URLs fetched and inlined
+    /// (`None`: nothing to fetch, or fetching is off and `convert` refuses such URLs).
+    async fn inline_images(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<Option<ChatRequest>, ProviderError> {
+        match &self.images {
+            Some(f) => f.inline(request).await,
+            None => Ok(None),
+        }
     }
 
     fn client(&self, model: &ModelRuntime) -> Result<&Client, ProviderError> {
@@ -171,7 +187,8 @@ impl Provider for Bedrock {
         request: &ChatRequest,
     ) -> Result<ChatOutput, ProviderError> {
         let client = self.client(model)?;
-        let p = convert::to_converse(request, model)?;
+        let inlined = self.inline_images(request).await?;
+        let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
         let out = client
             .converse()
             .model_id(&model.upstream)
@@ -193,7 +210,8 @@ impl Provider for Bedrock {
         request: &ChatRequest,
     ) -> Result<ChatStream, ProviderError> {
         let client = self.client(model)?;
-        let p = convert::to_converse(request, model)?;
+        let inlined = self.inline_images(request).await?;
+        let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
         let out = client
             .converse_stream()
             .model_id(&model.upstream)
