@@ -4,6 +4,8 @@
 //! aggregate, on Lambda as an EMF line that also makes CloudWatch metrics; a persistent ledger
 //! can consume the same record.
 
+use crate::auth::Identity;
+use crate::engine::ModelRuntime;
 use crate::providers::{ChatEvent, TokenUsage};
 use rust_decimal::Decimal;
 
@@ -61,7 +63,29 @@ pub struct UsageRecord<'a> {
     pub estimated: bool,
 }
 
-impl UsageRecord<'_> {
+impl<'a> UsageRecord<'a> {
+    /// A call `model` answered in full for `identity`, with the provider's counts, priced
+    /// from the alias's prices.
+    pub fn complete(
+        request_id: &'a str,
+        identity: &'a Identity,
+        model: &'a ModelRuntime,
+        stream: bool,
+        usage: TokenUsage,
+    ) -> Self {
+        Self {
+            request_id,
+            user: &identity.username,
+            key_id: identity.key_id.as_deref(),
+            model: &model.alias,
+            stream,
+            usage,
+            cost: model.price.cost(usage),
+            partial: false,
+            estimated: false,
+        }
+    }
+
     /// Writes the record to the usage log: an EMF line with the metrics when EMF is on
     /// ([`crate::metrics`]), else a log line.
     pub fn emit(&self) {
@@ -107,6 +131,19 @@ pub struct Billing {
     pub model: String,
     /// Its prices.
     pub price: Price,
+}
+
+impl Billing {
+    /// The billing of a call `model` serves for `identity`.
+    pub fn new(request_id: &str, identity: &Identity, model: &ModelRuntime) -> Self {
+        Self {
+            request_id: request_id.to_string(),
+            user: identity.username.clone(),
+            key_id: identity.key_id.clone(),
+            model: model.alias.clone(),
+            price: model.price.clone(),
+        }
+    }
 }
 
 /// The usage of one streamed call while it streams. It records itself exactly once: when

@@ -219,18 +219,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
 
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &request).await?;
-        UsageRecord {
-            request_id: ctx.request_id,
-            user: &identity.username,
-            key_id: identity.key_id.as_deref(),
-            model: &served.alias,
-            stream: false,
-            usage: out.usage,
-            cost: served.price.cost(out.usage),
-            partial: false,
-            estimated: false,
-        }
-        .emit();
+        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
         let calls: Vec<ToolCallOut<'_>> = out
             .tool_calls
             .iter()
@@ -280,13 +269,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         finish: None,
         done: false,
         meter: StreamMeter::new(
-            Billing {
-                request_id: ctx.request_id.to_string(),
-                user: identity.username.clone(),
-                key_id: identity.key_id.clone(),
-                model: model.alias.clone(),
-                price: model.price.clone(),
-            },
+            Billing::new(ctx.request_id, identity, model),
             request.prompt_chars(),
         ),
     };

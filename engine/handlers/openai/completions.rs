@@ -186,18 +186,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let created = unix_now();
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &request).await?;
-        UsageRecord {
-            request_id: ctx.request_id,
-            user: &identity.username,
-            key_id: identity.key_id.as_deref(),
-            model: &served.alias,
-            stream: false,
-            usage: out.usage,
-            cost: served.price.cost(out.usage),
-            partial: false,
-            estimated: false,
-        }
-        .emit();
+        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
         return json(
             StatusCode::OK,
             &TextCompletion {
@@ -225,13 +214,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         include_usage: request.include_usage(),
         finished: false,
         meter: StreamMeter::new(
-            Billing {
-                request_id: ctx.request_id.to_string(),
-                user: identity.username.clone(),
-                key_id: identity.key_id.clone(),
-                model: served.alias.clone(),
-                price: served.price.clone(),
-            },
+            Billing::new(ctx.request_id, identity, served),
             request.prompt_chars(),
         ),
     };

@@ -175,18 +175,7 @@ pub async fn embed(
         prompt: out.prompt_tokens,
         ..TokenUsage::default()
     };
-    UsageRecord {
-        request_id: ctx.request_id,
-        user: &identity.username,
-        key_id: identity.key_id.as_deref(),
-        model: &served.alias,
-        stream: false,
-        usage,
-        cost: served.price.cost(usage),
-        partial: false,
-        estimated: false,
-    }
-    .emit();
+    UsageRecord::complete(ctx.request_id, identity, served, false, usage).emit();
     let base64 = request.encoding_format.as_deref() == Some("base64");
     let data = out
         .vectors
