@@ -115,9 +115,22 @@ impl Engine {
         self.config.models.values()
     }
 
-    /// One alias.
-    pub fn model(&self, alias: &str) -> Option<&ModelRuntime> {
-        self.config.models.get(alias)
+    /// One alias, by its name or one of its `names`.
+    pub fn model(&self, name: &str) -> Option<&ModelRuntime> {
+        self.config.model(name)
+    }
+
+    /// The dialect of the route a request goes to (OpenAI's when it goes nowhere), for the
+    /// shape of its error answers.
+    fn dialect_of(&self, request: &Request<Bytes>) -> crate::errors::Dialect {
+        match self
+            .config
+            .router
+            .at(request.method(), request.uri().path())
+        {
+            Match::Found(route, _) => route.handler.dialect(),
+            _ => crate::errors::Dialect::OpenAi,
+        }
     }
 
     /// Providers.
@@ -207,7 +220,7 @@ impl Engine {
         let request_id = self.next_request_id();
         let (mut response, user) = match self.dispatch(&request, &request_id).await {
             Ok((r, user)) => (r, user),
-            Err((e, user)) => (e.into_response(), user),
+            Err((e, user)) => (e.into_response_in(self.dialect_of(&request)), user),
         };
         if request.method() == Method::HEAD {
             *response.body_mut() = Body::empty();
@@ -288,6 +301,7 @@ impl Engine {
                 target: &Target::None,
                 query,
                 deadline: request.extensions().get::<Deadline>().map(|d| d.0),
+                headers: request.headers(),
             };
             return handlers::run(route.handler, ctx, prepared)
                 .await
@@ -330,16 +344,17 @@ impl Engine {
         let policy = &self.config.policy;
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
-                let alias = prepared.model().unwrap_or_default();
-                if self.model(alias).is_none() {
+                let name = prepared.model().unwrap_or_default();
+                let Some(model) = self.model(name) else {
                     return Err(with_user(
                         ApiError::not_found(
                             "model_not_found",
-                            format!("the model `{alias}` does not exist"),
+                            format!("the model `{name}` does not exist"),
                         )
                         .with_param("model"),
                     ));
-                }
+                };
+                let alias = model.alias.as_str();
                 let verdict = policy.authorize_model(&p, action, alias, &facts);
                 (verdict, format!(" on model `{alias}`"))
             }
@@ -404,6 +419,7 @@ impl Engine {
             target: &target,
             query,
             deadline: request.extensions().get::<Deadline>().map(|d| d.0),
+            headers: request.headers(),
         };
         handlers::run(route.handler, ctx, prepared)
             .await

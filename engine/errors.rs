@@ -26,6 +26,15 @@ pub enum ErrorKind {
     UpstreamError,
 }
 
+/// The API dialect an error is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{"error":{"message","type","code","param"}}`.
+    OpenAi,
+    /// `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
+}
+
 /// An error answered to the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -158,9 +167,43 @@ impl ApiError {
             .unwrap_or_default()
     }
 
-    /// The complete HTTP response.
+    /// Anthropic's error type for this error.
+    fn anthropic_type(&self) -> &'static str {
+        match (self.kind, self.status.as_u16()) {
+            (ErrorKind::RateLimitError, _) | (_, 429) => "rate_limit_error",
+            (ErrorKind::AuthenticationError, _) | (_, 401) => "authentication_error",
+            (ErrorKind::PermissionError, _) | (_, 403) => "permission_error",
+            (_, 404) => "not_found_error",
+            (_, 413) => "request_too_large",
+            (_, 503) => "overloaded_error",
+            (_, 504) => "timeout_error",
+            (_, 400..=499) => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body of this error in `dialect`'s shape.
+    pub fn body_bytes_in(&self, dialect: Dialect) -> bytes::Bytes {
+        match dialect {
+            Dialect::OpenAi => self.body_bytes(),
+            Dialect::Anthropic => {
+                let v = serde_json::json!({
+                    "type": "error",
+                    "error": {"type": self.anthropic_type(), "message": self.message},
+                });
+                bytes::Bytes::from(v.to_string())
+            }
+        }
+    }
+
+    /// The complete HTTP response in OpenAI's shape.
     pub fn into_response(self) -> Response<Body> {
-        let body = self.body_bytes();
+        self.into_response_in(Dialect::OpenAi)
+    }
+
+    /// The complete HTTP response in `dialect`'s shape.
+    pub fn into_response_in(self, dialect: Dialect) -> Response<Body> {
+        let body = self.body_bytes_in(dialect);
         let mut response = Response::new(Body::full(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();

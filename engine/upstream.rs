@@ -50,6 +50,8 @@ pub struct Upstream {
     pub base_url: Option<String>,
     /// Environment variable holding its API key.
     pub api_key_env: Option<String>,
+    /// OpenAI chat bodies are forwarded as the client sent them (OpenAI-compatible only).
+    pub passthrough: bool,
 }
 
 impl Default for Upstream {
@@ -59,6 +61,7 @@ impl Default for Upstream {
             endpoint_url: None,
             base_url: None,
             api_key_env: None,
+            passthrough: false,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }
@@ -237,6 +240,7 @@ pub fn compile(
     let openai_only = [
         ("base_url", spec.base_url.is_some()),
         ("api_key_env", spec.api_key_env.is_some()),
+        ("passthrough", spec.passthrough),
     ];
     match spec.provider {
         ProviderKind::Echo => {
@@ -316,6 +320,7 @@ pub fn compile(
             .as_ref()
             .map(|u| u.trim_end_matches('/').to_string()),
         api_key_env: spec.api_key_env.clone(),
+        passthrough: spec.passthrough,
         region: own.region.or(defaults.region),
         endpoint_url: own.endpoint_url.or(defaults.endpoint_url),
         timeout: own

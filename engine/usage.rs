@@ -6,7 +6,8 @@
 
 use crate::auth::Identity;
 use crate::engine::ModelRuntime;
-use crate::providers::{ChatEvent, TokenUsage};
+use crate::inference::{BlockStart, Delta, Event};
+use crate::providers::TokenUsage;
 use rust_decimal::Decimal;
 
 /// Prices in USD per million tokens.
@@ -174,20 +175,23 @@ impl StreamMeter {
     }
 
     /// Counts one event of the answer.
-    pub fn observe(&mut self, event: &ChatEvent) {
+    pub fn observe(&mut self, event: &Event) {
         match event {
-            ChatEvent::Text(t) | ChatEvent::Reasoning(t) => {
+            Event::Delta { delta, .. } => {
+                let (Delta::Text(t) | Delta::Reasoning(t) | Delta::ToolInput(t)) = delta else {
+                    return;
+                };
                 self.streamed_chars += t.chars().count();
             }
-            ChatEvent::ToolCallStart { name, .. } => self.streamed_chars += name.chars().count(),
-            ChatEvent::ToolCallArguments { arguments, .. } => {
-                self.streamed_chars += arguments.chars().count();
-            }
-            ChatEvent::Usage(u) => {
+            Event::BlockStart {
+                start: BlockStart::ToolUse { name, .. },
+                ..
+            } => self.streamed_chars += name.chars().count(),
+            Event::Usage(u) => {
                 self.usage = *u;
                 self.reported = true;
             }
-            ChatEvent::Finish(_) | ChatEvent::Cut => {}
+            Event::BlockStart { .. } | Event::BlockStop { .. } | Event::Stop(_) | Event::Cut => {}
         }
     }
 

@@ -20,6 +20,7 @@ models:
     upstream: upstream-model
     base_url: {url}
     api_key_env: PENNYWORTH_TEST_UPSTREAM_KEY
+    passthrough: true
     retry: { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 5 }
     groups: [standard]
   local:
@@ -128,6 +129,37 @@ async fn buffered_chat_is_forwarded_with_every_field() {
     assert_eq!(
         rec[0].body,
         json!({"model": "upstream-model", "messages": [{"role": "user", "content": "hi"}], "seed": 7, "logprobs": false, "temperature": 0.5, "stream": false})
+    );
+}
+
+/// Without `passthrough` the body is rendered from the gateway's neutral request: the fields
+/// the gateway understands, in OpenAI's shape; others (`seed`) are not forwarded.
+#[tokio::test]
+async fn rendered_body_carries_what_the_gateway_understands() {
+    let s = setup().await;
+    let (status, _, _) = s
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "local", "seed": 7, "temperature": 0.5, "max_tokens": 9,
+                "messages": [{"role": "developer", "content": "be brief"},
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                "tool_choice": "auto"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let rec = s.up.recorded();
+    assert_eq!(
+        rec[0].body,
+        json!({"model": "local", "stream": false, "temperature": 0.5, "max_tokens": 9,
+            "messages": [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": "auto"})
     );
 }
 

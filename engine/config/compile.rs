@@ -51,6 +51,8 @@ impl ModelRuntime {
 pub struct CompiledConfig {
     pub(crate) router: Router,
     pub(crate) models: IndexMap<String, ModelRuntime>,
+    /// Extra model names (`names` in models.yaml) → their alias.
+    pub(crate) names: std::collections::HashMap<String, String>,
     pub(crate) policy: PolicyEngine,
     pub(crate) max_body_bytes: usize,
     pub(crate) image_fetch: crate::config::models::ImageFetchSpec,
@@ -68,6 +70,15 @@ impl CompiledConfig {
     /// Model aliases in config order.
     pub fn models(&self) -> impl Iterator<Item = &ModelRuntime> {
         self.models.values()
+    }
+
+    /// One alias, by its name or one of its `names`.
+    pub fn model(&self, name: &str) -> Option<&ModelRuntime> {
+        self.models.get(name).or_else(|| {
+            self.names
+                .get(name)
+                .and_then(|alias| self.models.get(alias))
+        })
     }
 
     /// How `http(s)` image URLs are fetched (`image_fetch:` in `models.yaml`).
@@ -108,6 +119,7 @@ impl CompiledConfig {
             }
         }
         let mut models = IndexMap::new();
+        let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         if let Some(mf) = &models_file {
             let mf_name = &src.models.name;
             let text = &src.models.text;
@@ -207,6 +219,24 @@ impl CompiledConfig {
                             at(alias, Some(&format!("{what}:"))),
                             format!("model `{alias}`: price `{what}` must not be negative"),
                         ));
+                    }
+                }
+                for n in &spec.names {
+                    let taken = mf.models.contains_key(n)
+                        || names.get(n).is_some_and(|other| other != alias);
+                    if !valid_alias(n) || taken {
+                        let why = if taken {
+                            "is already an alias or another alias's name"
+                        } else {
+                            "is not a valid model name (letters, digits, `-`, `_`, `.`, `:`; at most 128)"
+                        };
+                        errors.push(ConfigError::new(
+                            mf_name,
+                            at(alias, Some("names:")),
+                            format!("model `{alias}`: name `{n}` {why}"),
+                        ));
+                    } else {
+                        names.insert(n.clone(), alias.clone());
                     }
                 }
                 let mut upstream_errors = Vec::new();
@@ -469,6 +499,7 @@ impl CompiledConfig {
             (Some(router), Some(policy)) if errors.is_empty() => Ok(Self {
                 router,
                 models,
+                names,
                 policy,
                 max_body_bytes,
                 image_fetch: models_file

@@ -138,6 +138,15 @@ pub struct ModelSpec {
     /// no `Authorization` header).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// For `provider: openai`: forward the client's OpenAI chat body as it came (every field,
+    /// with the upstream model id) instead of one rendered from the gateway's neutral request.
+    /// Only requests of the OpenAI chat dialect have such a body; others are rendered.
+    #[serde(default)]
+    pub passthrough: bool,
+    /// More names clients may use for this alias (e.g. the model ids Claude Code sends by
+    /// default); each names the alias itself in policies, usage and answers.
+    #[serde(default)]
+    pub names: Vec<String>,
     /// What the model does.
     #[serde(default)]
     pub kind: ModelKind,

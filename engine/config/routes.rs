@@ -90,6 +90,10 @@ pub enum HandlerKind {
     Completions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/messages` (Anthropic Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
     /// `POST /v1/keys`.
     KeysCreate,
     /// `GET /v1/keys`.
@@ -124,6 +128,8 @@ impl HandlerKind {
             HandlerKind::ChatCompletions => "chat_completions",
             HandlerKind::Completions => "completions",
             HandlerKind::Embeddings => "embeddings",
+            HandlerKind::Messages => "messages",
+            HandlerKind::CountTokens => "count_tokens",
             HandlerKind::KeysCreate => "keys_create",
             HandlerKind::KeysList => "keys_list",
             HandlerKind::KeysRevoke => "keys_revoke",
@@ -137,6 +143,14 @@ impl HandlerKind {
         }
     }
 
+    /// The API dialect whose error shape the handler's errors take.
+    pub fn dialect(self) -> crate::errors::Dialect {
+        match self {
+            HandlerKind::Messages | HandlerKind::CountTokens => crate::errors::Dialect::Anthropic,
+            _ => crate::errors::Dialect::OpenAi,
+        }
+    }
+
     /// True for handlers that need a caller (cannot be public).
     pub fn needs_caller(self) -> bool {
         !matches!(self, HandlerKind::Health | HandlerKind::Version)
@@ -145,9 +159,11 @@ impl HandlerKind {
     /// The resource kind this handler needs to be authorized.
     pub fn required_resource(self) -> ResourceKind {
         match self {
-            HandlerKind::ChatCompletions | HandlerKind::Completions | HandlerKind::Embeddings => {
-                ResourceKind::Model
-            }
+            HandlerKind::ChatCompletions
+            | HandlerKind::Completions
+            | HandlerKind::Embeddings
+            | HandlerKind::Messages
+            | HandlerKind::CountTokens => ResourceKind::Model,
             HandlerKind::KeysRevoke | HandlerKind::KeysRotate => ResourceKind::Key,
             HandlerKind::KeysCreate
             | HandlerKind::KeysList

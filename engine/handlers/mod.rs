@@ -5,6 +5,7 @@
 //! authorization, [`run`] answers after it.
 
 pub mod admin;
+pub mod anthropic;
 pub mod meta;
 pub mod openai;
 
@@ -37,6 +38,8 @@ pub struct Ctx<'a> {
     pub target: &'a Target,
     /// The query string.
     pub query: Option<&'a str>,
+    /// The request's headers.
+    pub headers: &'a http::HeaderMap,
 }
 
 impl Ctx<'_> {
@@ -46,6 +49,11 @@ impl Ctx<'_> {
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| *v)
+    }
+
+    /// A request header as text (`None` when absent or not visible ASCII).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
@@ -60,6 +68,10 @@ pub enum Prepared {
     Completion(Box<ChatRequest>),
     /// An embeddings request.
     Embeddings(Box<openai::embeddings::EmbeddingRequest>),
+    /// An Anthropic Messages request.
+    Messages(Box<anthropic::types::MessagesRequest>),
+    /// An Anthropic token count request.
+    CountTokens(Box<anthropic::types::MessagesRequest>),
     /// `POST /v1/keys`.
     KeyCreate(admin::keys::CreateKey),
     /// `POST /v1/admin/users`.
@@ -76,6 +88,7 @@ impl Prepared {
         match self {
             Prepared::Chat(c) | Prepared::Completion(c) => Some(&c.model),
             Prepared::Embeddings(e) => Some(&e.model),
+            Prepared::Messages(m) | Prepared::CountTokens(m) => Some(&m.model),
             _ => None,
         }
     }
@@ -93,6 +106,10 @@ impl Prepared {
         if let Prepared::Chat(c) | Prepared::Completion(c) = self {
             facts.stream = c.is_stream();
             facts.max_tokens = c.output_limit().map(u64::from);
+        }
+        if let Prepared::Messages(m) = self {
+            facts.stream = m.is_stream();
+            facts.max_tokens = m.max_tokens.map(u64::from);
         }
     }
 }
@@ -112,6 +129,12 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         HandlerKind::Embeddings => {
             Prepared::Embeddings(Box::new(openai::embeddings::EmbeddingRequest::parse(body)?))
         }
+        HandlerKind::Messages => {
+            Prepared::Messages(Box::new(anthropic::types::MessagesRequest::parse(body)?))
+        }
+        HandlerKind::CountTokens => Prepared::CountTokens(Box::new(
+            anthropic::types::MessagesRequest::parse_count(body)?,
+        )),
         HandlerKind::Health
         | HandlerKind::Version
         | HandlerKind::Whoami
@@ -146,6 +169,12 @@ pub async fn run(
         }
         (HandlerKind::Embeddings, Prepared::Embeddings(request)) => {
             openai::embeddings::embed(&ctx, *request).await
+        }
+        (HandlerKind::Messages, Prepared::Messages(request)) => {
+            anthropic::messages::create(&ctx, *request).await
+        }
+        (HandlerKind::CountTokens, Prepared::CountTokens(request)) => {
+            anthropic::count_tokens(&ctx, *request)
         }
         (HandlerKind::KeysCreate, Prepared::KeyCreate(body)) => {
             admin::keys::create(&ctx, body).await

@@ -4,9 +4,10 @@
 //! request gives the same answer, token counts and chunking. Token counts are an estimate
 //! (whitespace-separated words, plus 4 per message for role framing), not a tokenizer.
 
-use super::{ChatEvent, ChatOutput, ChatStream, FinishReason, Provider, ProviderError, TokenUsage};
+use super::{Provider, ProviderError, TokenUsage};
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::types::{ChatRequest, Role};
+use crate::inference::stream::Sequencer;
+use crate::inference::{Block, EventStream, Request, Response, Role, StopReason};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
@@ -14,22 +15,25 @@ use futures_util::StreamExt;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;
 
-/// Prompt tokens of a request (estimate).
-fn prompt_tokens(request: &ChatRequest) -> u64 {
-    request
-        .messages
-        .iter()
-        .map(|m| 4 + m.text().split_whitespace().count() as u64)
-        .sum()
+/// Prompt tokens of a request (estimate): each system block and message counts as one
+/// message.
+fn prompt_tokens(request: &Request) -> u64 {
+    let words = |t: &str| 4 + t.split_whitespace().count() as u64;
+    request.system.iter().map(|s| words(&s.text)).sum::<u64>()
+        + request
+            .messages
+            .iter()
+            .map(|m| words(&m.text()))
+            .sum::<u64>()
 }
 
 /// The reply split into word pieces (each keeps its leading whitespace), cut at the limit.
-fn reply_pieces(request: &ChatRequest) -> (Vec<String>, FinishReason) {
+fn reply_pieces(request: &Request) -> (Vec<String>, StopReason) {
     let text = request
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == Role::User)
+        .find(|m| m.role == Role::User && !m.has_tool_results())
         .map(|m| m.text())
         .unwrap_or_default();
     // Each piece is a word with the whitespace after it; concatenated they are the text.
@@ -54,13 +58,14 @@ fn reply_pieces(request: &ChatRequest) -> (Vec<String>, FinishReason) {
         .map(|(a, b)| text[*a..b].to_string())
         .collect();
     let limit = request
-        .output_limit()
+        .sampling
+        .max_tokens
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     if pieces.len() > limit {
         pieces.truncate(limit);
-        (pieces, FinishReason::Length)
+        (pieces, StopReason::MaxTokens)
     } else {
-        (pieces, FinishReason::Stop)
+        (pieces, StopReason::EndTurn)
     }
 }
 
@@ -69,15 +74,13 @@ impl Provider for Echo {
     async fn chat(
         &self,
         _model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatOutput, ProviderError> {
-        let (pieces, finish) = reply_pieces(request);
+        request: &Request,
+    ) -> Result<Response, ProviderError> {
+        let (pieces, stop) = reply_pieces(request);
         let completion = pieces.len() as u64;
-        Ok(ChatOutput {
-            content: Some(pieces.concat()),
-            reasoning: None,
-            tool_calls: Vec::new(),
-            finish,
+        Ok(Response {
+            content: vec![Block::text(pieces.concat())],
+            stop,
             usage: TokenUsage {
                 prompt: prompt_tokens(request),
                 completion,
@@ -89,20 +92,23 @@ impl Provider for Echo {
     async fn chat_stream(
         &self,
         _model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatStream, ProviderError> {
-        let (pieces, finish) = reply_pieces(request);
+        request: &Request,
+    ) -> Result<EventStream, ProviderError> {
+        let (pieces, stop) = reply_pieces(request);
         let usage = TokenUsage {
             prompt: prompt_tokens(request),
             completion: pieces.len() as u64,
             ..TokenUsage::default()
         };
-        let events = pieces
-            .into_iter()
-            .map(ChatEvent::Text)
-            .chain([ChatEvent::Finish(finish), ChatEvent::Usage(usage)])
-            .map(Ok);
-        Ok(futures_util::stream::iter(events).boxed())
+        let mut events = Vec::with_capacity(pieces.len() + 4);
+        let mut seq = Sequencer::default();
+        for p in pieces {
+            seq.text(p, &mut events);
+        }
+        seq.close(&mut events);
+        events.push(crate::inference::Event::Stop(stop));
+        events.push(crate::inference::Event::Usage(usage));
+        Ok(futures_util::stream::iter(events.into_iter().map(Ok)).boxed())
     }
 }
 
@@ -110,13 +116,14 @@ impl Provider for Echo {
 mod tests {
     use super::*;
 
-    fn request(text: &str, max: Option<u32>) -> ChatRequest {
-        serde_json::from_value(serde_json::json!({
-            "model": "echo",
-            "messages": [{"role": "user", "content": text}],
-            "max_tokens": max,
-        }))
-        .unwrap()
+    fn request(text: &str, max: Option<u32>) -> Request {
+        let mut r = Request::default();
+        r.messages.push(crate::inference::Message {
+            role: Role::User,
+            content: vec![Block::text(text)],
+        });
+        r.sampling.max_tokens = max;
+        r
     }
 
     #[test]
@@ -124,14 +131,14 @@ mod tests {
         let (p, f) = reply_pieces(&request("  hello   big\nworld ", None));
         assert_eq!(p.concat(), "  hello   big\nworld ");
         assert_eq!(p, vec!["  hello   ", "big\n", "world "]);
-        assert_eq!(f, FinishReason::Stop);
+        assert_eq!(f, StopReason::EndTurn);
     }
 
     #[test]
     fn limit_cuts_with_length() {
         let (p, f) = reply_pieces(&request("a b c d", Some(2)));
         assert_eq!(p.concat(), "a b ");
-        assert_eq!(f, FinishReason::Length);
+        assert_eq!(f, StopReason::MaxTokens);
         let (p, _) = reply_pieces(&request("", None));
         assert!(p.is_empty());
     }

@@ -12,8 +12,7 @@
 
 use super::ProviderError;
 use crate::config::models::ImageFetchSpec;
-use crate::handlers::openai::types::{ChatRequest, Content};
-use base64::Engine as _;
+use crate::inference::{Block, ImageSource, Request};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,49 +210,60 @@ impl ImageFetcher {
         Ok((media, body))
     }
 
-    /// The request with every `http(s)` image URL replaced by a `data:` URL of the fetched
-    /// image, or `None` when it names none. Images are fetched concurrently.
-    pub async fn inline(
-        &self,
-        request: &ChatRequest,
-    ) -> Result<Option<ChatRequest>, ProviderError> {
-        let mut wanted = Vec::new();
-        for (i, m) in request.messages.iter().enumerate() {
-            if let Some(Content::Parts(parts)) = &m.content {
-                for (j, p) in parts.iter().enumerate() {
-                    if let Some(img) = &p.image_url
-                        && p.kind == "image_url"
-                        && !img.url.starts_with("data:")
-                    {
-                        wanted.push((i, j, format!("messages[{i}].content[{j}].image_url.url")));
+    /// The request with every `http(s)` image URL replaced by the fetched image's bytes, or
+    /// `None` when it names none. Images are fetched concurrently.
+    pub async fn inline(&self, request: &Request) -> Result<Option<Request>, ProviderError> {
+        fn remote(b: &Block) -> Option<(&str, &str)> {
+            match b {
+                Block::Image {
+                    source: ImageSource::Url(url),
+                    param,
+                } if !url.starts_with("data:") => Some((url, param)),
+                _ => None,
+            }
+        }
+        let mut wanted: Vec<(&str, &str)> = Vec::new();
+        for m in &request.messages {
+            for b in &m.content {
+                match b {
+                    Block::ToolResult { content, .. } => {
+                        wanted.extend(content.iter().filter_map(remote));
                     }
+                    b => wanted.extend(remote(b)),
                 }
             }
         }
         if wanted.is_empty() {
             return Ok(None);
         }
-        let fetched = futures_util::future::try_join_all(wanted.iter().map(|(i, j, param)| {
-            let url = match &request.messages[*i].content {
-                Some(Content::Parts(parts)) => parts[*j]
-                    .image_url
-                    .as_ref()
-                    .map(|u| u.url.as_str())
-                    .unwrap_or(""),
-                _ => "",
-            };
-            self.fetch(url, param)
-        }))
+        let fetched = futures_util::future::try_join_all(
+            wanted.iter().map(|(url, param)| self.fetch(url, param)),
+        )
         .await?;
+        let by_url: std::collections::HashMap<String, (String, Vec<u8>)> = wanted
+            .iter()
+            .map(|(u, _)| u.to_string())
+            .zip(fetched)
+            .collect();
         let mut out = request.clone();
-        for ((i, j, _), (media, bytes)) in wanted.iter().zip(fetched) {
-            if let Some(Content::Parts(parts)) = &mut out.messages[*i].content
-                && let Some(img) = parts[*j].image_url.as_mut()
+        let mut replace = |b: &mut Block| {
+            if let Block::Image { source, .. } = b
+                && let ImageSource::Url(url) = source
+                && let Some((media, bytes)) = by_url.get(url.as_str())
             {
-                img.url = format!(
-                    "data:{media};base64,{}",
-                    base64::engine::general_purpose::STANDARD.encode(bytes)
-                );
+                *source = ImageSource::Bytes {
+                    media_type: media.clone(),
+                    data: bytes::Bytes::from(bytes.clone()),
+                };
+            }
+        };
+        for m in &mut out.messages {
+            for b in &mut m.content {
+                if let Block::ToolResult { content, .. } = b {
+                    content.iter_mut().for_each(&mut replace);
+                } else {
+                    replace(b);
+                }
             }
         }
         Ok(Some(out))

@@ -1,8 +1,8 @@
 //! Model providers behind one trait, chosen by an enum from `models.yaml`.
 //!
-//! Providers see a validated OpenAI chat request and the alias's configuration, never the
-//! client's HTTP request; they answer in provider-neutral types the handlers turn into
-//! OpenAI responses.
+//! Providers see a neutral [`crate::inference::Request`] and the alias's configuration, never
+//! the client's HTTP request nor a dialect's types; they answer in the same neutral
+//! vocabulary, which each dialect's handler renders.
 
 pub mod bedrock;
 pub mod echo;
@@ -11,108 +11,11 @@ pub mod openai;
 
 use crate::config::models::ProviderKind;
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::embeddings::EmbeddingRequest;
-use crate::handlers::openai::types::ChatRequest;
+use crate::inference::{EmbedRequest, EventStream, Request, Response};
 use async_trait::async_trait;
-use futures_util::stream::BoxStream;
 use std::sync::Arc;
 
-/// Why a chat ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// Natural end or a stop sequence.
-    Stop,
-    /// The token limit.
-    Length,
-    /// The model asked for tools.
-    ToolCalls,
-    /// Filtered.
-    ContentFilter,
-}
-
-impl FinishReason {
-    /// OpenAI's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::ToolCalls => "tool_calls",
-            FinishReason::ContentFilter => "content_filter",
-        }
-    }
-}
-
-/// Token counts of one call, with OpenAI's meaning: `prompt` counts every input token,
-/// cached ones included; `cache_read` and `cache_write` are the parts of it served from or
-/// written to a prompt cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    /// Prompt tokens (cached included).
-    pub prompt: u64,
-    /// Completion tokens (reasoning included).
-    pub completion: u64,
-    /// Prompt tokens read from the cache.
-    pub cache_read: u64,
-    /// Prompt tokens written to the cache.
-    pub cache_write: u64,
-}
-
-/// A tool call of the assistant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    /// Call id (the tool result names it).
-    pub id: String,
-    /// Function name.
-    pub name: String,
-    /// Arguments as a JSON text.
-    pub arguments: String,
-}
-
-/// A complete answer.
-#[derive(Debug, Clone)]
-pub struct ChatOutput {
-    /// Assistant text (`None` when the answer is only tool calls).
-    pub content: Option<String>,
-    /// Reasoning text, for models that think before answering.
-    pub reasoning: Option<String>,
-    /// Tool calls.
-    pub tool_calls: Vec<ToolCall>,
-    /// Why it ended.
-    pub finish: FinishReason,
-    /// Tokens.
-    pub usage: TokenUsage,
-}
-
-/// One event of a streamed answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatEvent {
-    /// More assistant text.
-    Text(String),
-    /// More reasoning text.
-    Reasoning(String),
-    /// A tool call begins; `index` counts tool calls of this answer from 0.
-    ToolCallStart {
-        /// Position among the answer's tool calls.
-        index: u32,
-        /// Call id.
-        id: String,
-        /// Function name.
-        name: String,
-    },
-    /// More argument text of the tool call at `index`.
-    ToolCallArguments {
-        /// Position among the answer's tool calls.
-        index: u32,
-        /// A piece of the arguments JSON text.
-        arguments: String,
-    },
-    /// The answer ended.
-    Finish(FinishReason),
-    /// Final token counts.
-    Usage(TokenUsage),
-    /// The gateway cut the answer short (its own time limit is near); nothing follows.
-    Cut,
-}
+pub use crate::inference::Usage as TokenUsage;
 
 /// Provider failures, mapped to OpenAI errors by the handler. Messages of upstream failures
 /// other than validation are generic; their detail goes to the log.
@@ -180,9 +83,6 @@ pub struct EmbeddingOutput {
     pub prompt_tokens: u64,
 }
 
-/// A stream of chat events.
-pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
-
 /// What the engine needs of a provider.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -190,21 +90,21 @@ pub trait Provider: Send + Sync {
     async fn chat(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatOutput, ProviderError>;
+        request: &Request,
+    ) -> Result<Response, ProviderError>;
 
     /// A streamed answer. Dropping the stream cancels the upstream call.
     async fn chat_stream(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatStream, ProviderError>;
+        request: &Request,
+    ) -> Result<EventStream, ProviderError>;
 
     /// Embeddings of the request's inputs.
     async fn embed(
         &self,
         model: &ModelRuntime,
-        _request: &EmbeddingRequest,
+        _request: &EmbedRequest,
     ) -> Result<EmbeddingOutput, ProviderError> {
         Err(ProviderError::InvalidRequest(format!(
             "model `{}` does not serve embeddings",

@@ -2,16 +2,59 @@
 
 use super::super::{Ctx, json};
 use super::fallback;
-use super::types::{ChatRequest, Usage};
+use super::types::{ChatRequest, ThinkingBlock, Usage};
 use crate::body::{Body, BoxError};
 use crate::engine::ModelRuntime;
 use crate::errors::{ApiError, ErrorKind};
-use crate::providers::{ChatEvent, FinishReason, ProviderError};
+use crate::inference::{Block, BlockStart, Delta as CoreDelta, Event, StopReason, input_text};
+use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
+
+/// Why a chat ended, in OpenAI's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// Natural end or a stop sequence.
+    Stop,
+    /// The token limit.
+    Length,
+    /// The model asked for tools.
+    ToolCalls,
+    /// Filtered.
+    ContentFilter,
+}
+
+impl FinishReason {
+    /// OpenAI's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+impl From<StopReason> for FinishReason {
+    fn from(s: StopReason) -> Self {
+        match s {
+            StopReason::EndTurn | StopReason::StopSequence => FinishReason::Stop,
+            StopReason::MaxTokens => FinishReason::Length,
+            StopReason::ToolUse => FinishReason::ToolCalls,
+            StopReason::ContentFilter => FinishReason::ContentFilter,
+        }
+    }
+}
+
+/// The error a stream that ends before the model's stop event ends with.
+pub fn unfinished_stream() -> ProviderError {
+    tracing::warn!("the model's stream ended before its stop event");
+    ProviderError::Upstream
+}
 
 /// Seconds a throttled client is asked to wait when the upstream did not say.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
@@ -111,6 +154,9 @@ struct AssistantMessage<'a> {
     reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     tool_calls: &'a [ToolCallOut<'a>],
+    /// Extension: signed reasoning to send back on the next turn.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    thinking_blocks: &'a [ThinkingBlock],
 }
 
 #[derive(Serialize)]
@@ -168,9 +214,25 @@ struct Delta<'a> {
     reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallOut<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[ThinkingBlock; 1]>,
 }
 
 pub(super) fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Result<(), ApiError> {
+    let param = if request.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    check_kind_and_limit(model, request.output_limit(), param)
+}
+
+/// Refuses embedding models and output limits above the alias's `max_output_tokens`.
+pub fn check_kind_and_limit(
+    model: &ModelRuntime,
+    asked: Option<u32>,
+    param: &str,
+) -> Result<(), ApiError> {
     if model.kind != crate::config::models::ModelKind::Chat {
         return Err(ApiError::bad_request(
             "wrong_model_kind",
@@ -181,14 +243,9 @@ pub(super) fn check_limits(model: &ModelRuntime, request: &ChatRequest) -> Resul
         )
         .with_param("model"));
     }
-    if let (Some(max), Some(asked)) = (model.max_output_tokens, request.output_limit())
+    if let (Some(max), Some(asked)) = (model.max_output_tokens, asked)
         && asked > max
     {
-        let param = if request.max_completion_tokens.is_some() {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
         return Err(ApiError::bad_request(
             "invalid_value",
             format!(
@@ -217,22 +274,47 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let id = completion_id();
     let created = unix_now();
 
+    let core = request.to_core()?;
     if !request.is_stream() {
-        let (served, out) = fallback::chat(ctx, model, &request).await?;
+        let (served, out) = fallback::chat(ctx, model, &core).await?;
         UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
-        let calls: Vec<ToolCallOut<'_>> = out
-            .tool_calls
+        let mut calls: Vec<(&str, &str, String)> = Vec::new();
+        let mut thinking = Vec::new();
+        for b in &out.content {
+            match b {
+                Block::ToolUse { id, name, input } => calls.push((id, name, input_text(input))),
+                Block::Reasoning {
+                    signature: Some(sig),
+                    text,
+                } => thinking.push(ThinkingBlock::Thinking {
+                    thinking: text.clone(),
+                    signature: Some(sig.clone()),
+                }),
+                Block::RedactedReasoning { data } => {
+                    thinking.push(ThinkingBlock::RedactedThinking { data: data.clone() });
+                }
+                _ => {}
+            }
+        }
+        let calls: Vec<ToolCallOut<'_>> = calls
             .iter()
-            .map(|c| ToolCallOut {
+            .map(|(id, name, arguments)| ToolCallOut {
                 index: None,
-                id: Some(&c.id),
+                id: Some(id),
                 kind: Some("function"),
                 function: FunctionOut {
-                    name: Some(&c.name),
-                    arguments: &c.arguments,
+                    name: Some(name),
+                    arguments,
                 },
             })
             .collect();
+        let content = out.text();
+        let reasoning = out.reasoning();
+        let finish = if out.stop == StopReason::ToolUse && calls.is_empty() {
+            FinishReason::Stop
+        } else {
+            FinishReason::from(out.stop)
+        };
         return json(
             StatusCode::OK,
             &Completion {
@@ -244,13 +326,14 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
                     index: 0,
                     message: AssistantMessage {
                         role: "assistant",
-                        content: out.content.as_deref(),
+                        content: content.as_deref(),
                         refusal: None,
-                        reasoning_content: out.reasoning.as_deref(),
+                        reasoning_content: reasoning.as_deref(),
                         tool_calls: &calls,
+                        thinking_blocks: &thinking,
                     },
                     logprobs: None,
-                    finish_reason: out.finish.as_str(),
+                    finish_reason: finish.as_str(),
                 }],
                 usage: out.usage.into(),
                 system_fingerprint: None,
@@ -258,7 +341,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         );
     }
 
-    let (served, events) = fallback::chat_stream(ctx, model, &request).await?;
+    let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
     let model = served;
     let include_usage = request.include_usage();
     let sse = SseState {
@@ -268,6 +351,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         include_usage,
         finish: None,
         done: false,
+        tools: Vec::new(),
         meter: StreamMeter::new(
             Billing::new(ctx.request_id, identity, model),
             request.prompt_chars(),
@@ -312,6 +396,8 @@ struct SseState {
     include_usage: bool,
     finish: Option<FinishReason>,
     done: bool,
+    /// Block index of each tool call, in order (the position is OpenAI's tool call index).
+    tools: Vec<u32>,
     /// Records the call at the end, or when the client leaves before it.
     meter: StreamMeter,
 }
@@ -355,62 +441,104 @@ impl SseState {
         sse_line(&serde_json::to_vec(&chunk).unwrap_or_default())
     }
 
+    fn tool_index(&self, block: u32) -> Option<u32> {
+        self.tools
+            .iter()
+            .position(|b| *b == block)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    fn thinking(&self, block: ThinkingBlock) -> Bytes {
+        self.chunk(
+            Delta {
+                thinking_blocks: Some([block]),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
     /// Turns one provider event (or the end, `None`) into SSE bytes (possibly empty).
-    fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+    fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
         if let Some(Ok(e)) = &event {
             self.meter.observe(e);
         }
         match event {
-            Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(
-                Delta {
-                    content: Some(&t),
-                    ..Delta::default()
-                },
-                None,
-            )),
-            Some(Ok(ChatEvent::Reasoning(t))) => Some(self.chunk(
-                Delta {
-                    reasoning_content: Some(&t),
-                    ..Delta::default()
-                },
-                None,
-            )),
-            Some(Ok(ChatEvent::ToolCallStart { index, id, name })) => Some(self.chunk(
-                Delta {
-                    tool_calls: Some([ToolCallOut {
-                        index: Some(index),
-                        id: Some(&id),
-                        kind: Some("function"),
-                        function: FunctionOut {
-                            name: Some(&name),
-                            arguments: "",
+            Some(Ok(Event::Delta { index, delta })) => match delta {
+                CoreDelta::Text(t) => Some(self.chunk(
+                    Delta {
+                        content: Some(&t),
+                        ..Delta::default()
+                    },
+                    None,
+                )),
+                CoreDelta::Reasoning(t) => Some(self.chunk(
+                    Delta {
+                        reasoning_content: Some(&t),
+                        ..Delta::default()
+                    },
+                    None,
+                )),
+                CoreDelta::Signature(sig) => Some(self.thinking(ThinkingBlock::Thinking {
+                    thinking: String::new(),
+                    signature: Some(sig),
+                })),
+                CoreDelta::ToolInput(arguments) => {
+                    let index = self.tool_index(index)?;
+                    Some(self.chunk(
+                        Delta {
+                            tool_calls: Some([ToolCallOut {
+                                index: Some(index),
+                                id: None,
+                                kind: None,
+                                function: FunctionOut {
+                                    name: None,
+                                    arguments: &arguments,
+                                },
+                            }]),
+                            ..Delta::default()
                         },
-                    }]),
-                    ..Delta::default()
-                },
-                None,
-            )),
-            Some(Ok(ChatEvent::ToolCallArguments { index, arguments })) => Some(self.chunk(
-                Delta {
-                    tool_calls: Some([ToolCallOut {
-                        index: Some(index),
-                        id: None,
-                        kind: None,
-                        function: FunctionOut {
-                            name: None,
-                            arguments: &arguments,
+                        None,
+                    ))
+                }
+            },
+            Some(Ok(Event::BlockStart { index, start })) => match start {
+                BlockStart::ToolUse { id, name } => {
+                    let tool = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+                    self.tools.push(index);
+                    Some(self.chunk(
+                        Delta {
+                            tool_calls: Some([ToolCallOut {
+                                index: Some(tool),
+                                id: Some(&id),
+                                kind: Some("function"),
+                                function: FunctionOut {
+                                    name: Some(&name),
+                                    arguments: "",
+                                },
+                            }]),
+                            ..Delta::default()
                         },
-                    }]),
-                    ..Delta::default()
-                },
-                None,
-            )),
-            Some(Ok(ChatEvent::Finish(f))) => {
+                        None,
+                    ))
+                }
+                BlockStart::RedactedReasoning { data } => {
+                    Some(self.thinking(ThinkingBlock::RedactedThinking { data }))
+                }
+                BlockStart::Text | BlockStart::Reasoning => None,
+            },
+            Some(Ok(Event::BlockStop { .. })) => None,
+            Some(Ok(Event::Stop(stop))) => {
+                let f = if stop == StopReason::ToolUse && self.tools.is_empty() {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::from(stop)
+                };
                 self.finish = Some(f);
                 Some(self.chunk(Delta::default(), Some(f.as_str())))
             }
-            Some(Ok(ChatEvent::Usage(_))) => None,
-            Some(Ok(ChatEvent::Cut)) => {
+            Some(Ok(Event::Usage(_))) => None,
+            Some(Ok(Event::Cut)) => {
                 self.finish = Some(FinishReason::Length);
                 let chunk = Chunk {
                     id: &self.id,
@@ -436,15 +564,16 @@ impl SseState {
                 let err = ApiError::from(e);
                 Some(sse_line(&err.body_bytes()))
             }
+            None if self.finish.is_none() => {
+                // The model's stream ended without its stop event: the answer may be cut.
+                self.done = true;
+                self.meter.finish(true);
+                Some(sse_line(&ApiError::from(unfinished_stream()).body_bytes()))
+            }
             None => {
                 self.done = true;
                 self.meter.finish(false);
                 let mut out = Vec::new();
-                if self.finish.is_none() {
-                    out.extend_from_slice(
-                        &self.chunk(Delta::default(), Some(FinishReason::Stop.as_str())),
-                    );
-                }
                 if self.include_usage {
                     out.extend_from_slice(
                         &self.encode(Vec::new(), Some(self.meter.usage().into())),

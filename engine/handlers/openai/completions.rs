@@ -2,12 +2,13 @@
 //! the answer comes back as `text_completion` objects, buffered or streamed.
 
 use super::super::{Ctx, json};
-use super::chat::{check_limits, sse_line, unix_now};
+use super::chat::{FinishReason, check_limits, sse_line, unfinished_stream, unix_now};
 use super::fallback;
 use super::types::{ChatRequest, Content, Message, Role, Stop, StreamOptions, Usage, parse_object};
 use crate::body::{Body, BoxError};
 use crate::errors::ApiError;
-use crate::providers::{ChatEvent, FinishReason, ProviderError};
+use crate::inference::{Delta, Event};
+use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -119,6 +120,7 @@ impl CompletionRequest {
                 name: None,
                 tool_calls: None,
                 tool_call_id: None,
+                thinking_blocks: None,
             }],
             stream: r.stream,
             stream_options: r.stream_options,
@@ -131,6 +133,7 @@ impl CompletionRequest {
             user: r.user,
             tools: None,
             tool_choice: None,
+            parallel_tool_calls: None,
             response_format: None,
             reasoning_effort: None,
             thinking: None,
@@ -184,8 +187,9 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         .ok_or_else(|| ApiError::internal(&"completion reached without an identity"))?;
     let id = completion_id();
     let created = unix_now();
+    let core = request.to_core()?;
     if !request.is_stream() {
-        let (served, out) = fallback::chat(ctx, model, &request).await?;
+        let (served, out) = fallback::chat(ctx, model, &core).await?;
         UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
         return json(
             StatusCode::OK,
@@ -195,10 +199,10 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
                 created,
                 model: &served.alias,
                 choices: vec![TextChoice {
-                    text: out.content.as_deref().unwrap_or(""),
+                    text: out.text().as_deref().unwrap_or(""),
                     index: 0,
                     logprobs: None,
-                    finish_reason: Some(out.finish.as_str()),
+                    finish_reason: Some(FinishReason::from(out.stop).as_str()),
                 }],
                 usage: Some(out.usage.into()),
                 system_fingerprint: None,
@@ -206,7 +210,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
             },
         );
     }
-    let (served, events) = fallback::chat_stream(ctx, model, &request).await?;
+    let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
     let mut state = TextStream {
         id,
         created,
@@ -288,17 +292,20 @@ impl TextStream {
         sse_line(&serde_json::to_vec(&c).unwrap_or_default())
     }
 
-    fn on_event(&mut self, event: Option<Result<ChatEvent, ProviderError>>) -> Option<Bytes> {
+    fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
         if let Some(Ok(e)) = &event {
             self.meter.observe(e);
         }
         match event {
-            Some(Ok(ChatEvent::Text(t))) => Some(self.chunk(&t, None, None)),
-            Some(Ok(ChatEvent::Finish(f))) => {
+            Some(Ok(Event::Delta {
+                delta: Delta::Text(t),
+                ..
+            })) => Some(self.chunk(&t, None, None)),
+            Some(Ok(Event::Stop(f))) => {
                 self.finished = true;
-                Some(self.chunk("", Some(f), None))
+                Some(self.chunk("", Some(FinishReason::from(f)), None))
             }
-            Some(Ok(ChatEvent::Cut)) => {
+            Some(Ok(Event::Cut)) => {
                 self.finished = true;
                 Some(self.chunk_with(
                     "",
@@ -312,12 +319,13 @@ impl TextStream {
                 self.meter.finish(true);
                 Some(sse_line(&ApiError::from(e).body_bytes()))
             }
+            None if !self.finished => {
+                self.meter.finish(true);
+                Some(sse_line(&ApiError::from(unfinished_stream()).body_bytes()))
+            }
             None => {
                 self.meter.finish(false);
                 let mut out = Vec::new();
-                if !self.finished {
-                    out.extend_from_slice(&self.chunk("", Some(FinishReason::Stop), None));
-                }
                 if self.include_usage {
                     out.extend_from_slice(&self.chunk("", None, Some(self.meter.usage().into())));
                 }

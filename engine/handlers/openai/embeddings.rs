@@ -99,6 +99,16 @@ impl EmbeddingRequest {
         Ok(r)
     }
 
+    /// The request in the neutral vocabulary.
+    pub fn to_core(&self) -> crate::inference::EmbedRequest {
+        crate::inference::EmbedRequest {
+            inputs: self.texts().into_iter().map(str::to_string).collect(),
+            dimensions: self.dimensions,
+            user: self.user.clone(),
+            input_type: self.input_type.clone(),
+        }
+    }
+
     /// The input texts.
     pub fn texts(&self) -> Vec<&str> {
         match &self.input {
@@ -170,7 +180,7 @@ pub async fn embed(
     let identity = ctx
         .identity
         .ok_or_else(|| ApiError::internal(&"embeddings reached without an identity"))?;
-    let (served, out) = fallback::embed(ctx, model, &request).await?;
+    let (served, out) = fallback::embed(ctx, model, &request.to_core()).await?;
     let usage = TokenUsage {
         prompt: out.prompt_tokens,
         ..TokenUsage::default()

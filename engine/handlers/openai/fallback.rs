@@ -3,13 +3,14 @@
 //! A fallback is tried only for failures another model may not have (throttling, timeouts,
 //! access, unknown model, other upstream failures), never for a request the client must fix;
 //! only fallbacks the caller may invoke and whose limits fit the request are tried; fallbacks
-//! of fallbacks are not followed. A stream falls back only while it has not started.
+//! of fallbacks are not followed. A stream falls back only while it has not started: its
+//! first event is awaited before the stream is handed on, so a failure that comes as the
+//! first event (a throttle at the start of a ConverseStream) still falls back.
 
 use super::super::Ctx;
-use super::embeddings::EmbeddingRequest;
-use super::types::ChatRequest;
 use crate::engine::ModelRuntime;
-use crate::providers::{ChatEvent, ChatOutput, ChatStream, EmbeddingOutput, ProviderError};
+use crate::inference::{EmbedRequest, Event, EventStream, Request, Response};
+use crate::providers::{EmbeddingOutput, ProviderError};
 use futures_util::StreamExt;
 use std::time::Duration;
 
@@ -57,9 +58,9 @@ fn next_or_fail(
 pub async fn chat<'e>(
     ctx: &Ctx<'e>,
     model: &'e ModelRuntime,
-    request: &ChatRequest,
-) -> Result<(&'e ModelRuntime, ChatOutput), ProviderError> {
-    let list = candidates(ctx, model, request.output_limit());
+    request: &Request,
+) -> Result<(&'e ModelRuntime, Response), ProviderError> {
+    let list = candidates(ctx, model, request.sampling.max_tokens);
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let attempt = async {
@@ -87,15 +88,25 @@ pub async fn chat<'e>(
 pub async fn chat_stream<'e>(
     ctx: &Ctx<'e>,
     model: &'e ModelRuntime,
-    request: &ChatRequest,
-) -> Result<(&'e ModelRuntime, ChatStream), ProviderError> {
-    let list = candidates(ctx, model, request.output_limit());
+    request: &Request,
+) -> Result<(&'e ModelRuntime, EventStream), ProviderError> {
+    let list = candidates(ctx, model, request.sampling.max_tokens);
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let timeout = m.upstream_settings.timeout;
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
-            match tokio::time::timeout(limit(ctx, m), provider.chat_stream(m, request)).await {
+            let started = tokio::time::timeout(limit(ctx, m), async {
+                let mut stream = provider.chat_stream(m, request).await?;
+                match stream.next().await {
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(first)) => Ok(futures_util::stream::once(async { Ok(first) })
+                        .chain(stream)
+                        .boxed()),
+                    None => Ok(stream),
+                }
+            });
+            match started.await {
                 Ok(r) => r,
                 Err(_) => Err(ProviderError::Timeout),
             }
@@ -122,7 +133,7 @@ pub async fn chat_stream<'e>(
 pub async fn embed<'e>(
     ctx: &Ctx<'e>,
     model: &'e ModelRuntime,
-    request: &EmbeddingRequest,
+    request: &EmbedRequest,
 ) -> Result<(&'e ModelRuntime, EmbeddingOutput), ProviderError> {
     let list = candidates(ctx, model, None);
     let mut last = ProviderError::Upstream;
@@ -154,9 +165,9 @@ fn limit(ctx: &Ctx<'_>, m: &ModelRuntime) -> Duration {
     }
 }
 
-/// Ends a stream at `deadline` with [`ChatEvent::Cut`], dropping (and so cancelling) the
+/// Ends a stream at `deadline` with [`Event::Cut`], dropping (and so cancelling) the
 /// upstream call.
-pub fn cut_at(stream: ChatStream, deadline: tokio::time::Instant, alias: String) -> ChatStream {
+pub fn cut_at(stream: EventStream, deadline: tokio::time::Instant, alias: String) -> EventStream {
     futures_util::stream::unfold(Some(stream), move |state| {
         let alias = alias.clone();
         async move {
@@ -166,7 +177,7 @@ pub fn cut_at(stream: ChatStream, deadline: tokio::time::Instant, alias: String)
                 Ok(None) => None,
                 Err(_) => {
                     tracing::warn!(model = %alias, "the invocation deadline is near; ending the stream with what it has");
-                    Some((Ok(ChatEvent::Cut), None))
+                    Some((Ok(Event::Cut), None))
                 }
             }
         }
@@ -175,7 +186,7 @@ pub fn cut_at(stream: ChatStream, deadline: tokio::time::Instant, alias: String)
 }
 
 /// Ends a stream with a timeout error when no event arrives within `limit`.
-pub fn idle_timeout(stream: ChatStream, limit: Duration, alias: String) -> ChatStream {
+pub fn idle_timeout(stream: EventStream, limit: Duration, alias: String) -> EventStream {
     futures_util::stream::unfold(Some(stream), move |state| {
         let alias = alias.clone();
         async move {
@@ -185,7 +196,7 @@ pub fn idle_timeout(stream: ChatStream, limit: Duration, alias: String) -> ChatS
                 Ok(None) => None,
                 Err(_) => {
                     tracing::warn!(model = %alias, timeout_ms = limit.as_millis() as u64, "stream stalled; ending it");
-                    Some((Err::<ChatEvent, _>(ProviderError::Timeout), None))
+                    Some((Err::<Event, _>(ProviderError::Timeout), None))
                 }
             }
         }

@@ -5,5 +5,6 @@ pub mod completions;
 pub mod embeddings;
 pub mod fallback;
 pub mod models;
+pub mod to_core;
 pub mod tools;
 pub mod types;

@@ -36,8 +36,54 @@ fn permitted(ctx: &Ctx<'_>, m: &ModelRuntime) -> bool {
         .is_some_and(|id| ctx.engine.may_invoke(id, m, ctx.facts))
 }
 
-/// `GET /v1/models`.
+/// Unix seconds → RFC 3339 UTC (`2026-11-26T13:34:54Z`).
+pub fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The list in Anthropic's shape, for clients that send `anthropic-version` (Claude Code's
+/// model discovery).
+fn anthropic_list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let created = rfc3339(ctx.engine.loaded_at());
+    let data: Vec<serde_json::Value> = ctx
+        .engine
+        .models()
+        .filter(|m| m.kind == crate::config::models::ModelKind::Chat && permitted(ctx, m))
+        .map(|m| {
+            serde_json::json!({"type": "model", "id": m.alias, "display_name": m.alias,
+                "created_at": created})
+        })
+        .collect();
+    let first = data.first().map(|m| m["id"].clone());
+    let last = data.last().map(|m| m["id"].clone());
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+    )
+}
+
+/// `GET /v1/models` (Anthropic's shape when the request carries `anthropic-version`).
 pub fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    if ctx.header("anthropic-version").is_some() {
+        return anthropic_list(ctx);
+    }
     let data = ctx
         .engine
         .models()

@@ -29,6 +29,9 @@ pub struct FunctionDef {
     /// JSON Schema of the arguments.
     #[serde(default)]
     pub parameters: Option<serde_json::Value>,
+    /// Strict schema adherence.
+    #[serde(default)]
+    pub strict: Option<bool>,
 }
 
 /// `tool_choice`.

@@ -50,6 +50,9 @@ pub struct ChatRequest {
     /// `none`, `auto`, `required` or `{"type":"function","function":{"name":..}}`.
     #[serde(default)]
     pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools in one answer.
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     /// `{"type":"text"|"json_object"|"json_schema", "json_schema":{..}}`.
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
@@ -127,6 +130,30 @@ pub struct Message {
     /// For tool messages: the call answered.
     #[serde(default)]
     pub tool_call_id: Option<String>,
+    /// Extension on assistant messages: the model's signed reasoning as the gateway returned
+    /// it, sent back so a model that thinks can continue after tool calls.
+    #[serde(default)]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
+}
+
+/// One reasoning block of the `thinking_blocks` extension.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlock {
+    /// Reasoning text with its signature.
+    Thinking {
+        /// The reasoning text.
+        #[serde(default)]
+        thinking: String,
+        /// The provider's signature.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Encrypted reasoning.
+    RedactedThinking {
+        /// Opaque data, base64.
+        data: String,
+    },
 }
 
 /// Message content.

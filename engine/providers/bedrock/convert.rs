@@ -1,16 +1,18 @@
-//! OpenAI chat request → Bedrock Converse request. `doc/providers.md` describes the mapping;
-//! the golden tests in `tests/bedrock_mapping.rs` show it on representative requests.
+//! Neutral request → Bedrock Converse request. `doc/providers.md` describes the mapping; the
+//! golden tests in `tests/bedrock_mapping.rs` show it on representative requests.
 
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::types::{ChatRequest, Content, Role, Stop, ToolChoice};
+use crate::inference::{self as inf, Block, CacheTtl, ImageSource as Source, OutputFormat as Out};
 use crate::providers::ProviderError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
-    AnyToolChoice, AutoToolChoice, ContentBlock, ConversationRole, ImageBlock, ImageFormat,
-    ImageSource, InferenceConfiguration, JsonSchemaDefinition, Message, OutputConfig, OutputFormat,
-    OutputFormatStructure, OutputFormatType, SpecificToolChoice, SystemContentBlock, Tool,
+    AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as BedrockTtl,
+    ContentBlock, ConversationRole, DocumentBlock, DocumentFormat, DocumentSource, ImageBlock,
+    ImageFormat, ImageSource, InferenceConfiguration, JsonSchemaDefinition, Message, OutputConfig,
+    OutputFormat, OutputFormatStructure, OutputFormatType, ReasoningContentBlock,
+    ReasoningTextBlock, SpecificToolChoice, SystemContentBlock, Tool,
     ToolChoice as BedrockToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
-    ToolResultContentBlock, ToolSpecification, ToolUseBlock,
+    ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use base64::Engine as _;
@@ -103,6 +105,24 @@ pub fn from_document(d: &Document) -> serde_json::Value {
     }
 }
 
+/// A supported image media type → its Bedrock format.
+fn image_format(media: &str, param: &str) -> Result<ImageFormat, ProviderError> {
+    Ok(match media.to_ascii_lowercase().as_str() {
+        "image/png" => ImageFormat::Png,
+        "image/jpeg" | "image/jpg" => ImageFormat::Jpeg,
+        "image/gif" => ImageFormat::Gif,
+        "image/webp" => ImageFormat::Webp,
+        other => {
+            return Err(invalid(
+                param.to_string(),
+                format!(
+                    "`{param}` has media type `{other}`; supported are image/png, image/jpeg, image/gif and image/webp"
+                ),
+            ));
+        }
+    })
+}
+
 /// A `data:` URL → image block; anything else is refused (with `image_fetch` on, the provider
 /// has already replaced `http(s)` URLs by `data:` URLs of the fetched images).
 fn image_block(url: &str, param: &str) -> Result<ImageBlock, ProviderError> {
@@ -127,20 +147,7 @@ fn image_block(url: &str, param: &str) -> Result<ImageBlock, ProviderError> {
             format!("`{param}` must be a base64 data URL (`data:image/png;base64,...`)"),
         ));
     };
-    let format = match media.to_ascii_lowercase().as_str() {
-        "image/png" => ImageFormat::Png,
-        "image/jpeg" | "image/jpg" => ImageFormat::Jpeg,
-        "image/gif" => ImageFormat::Gif,
-        "image/webp" => ImageFormat::Webp,
-        other => {
-            return Err(invalid(
-                param.to_string(),
-                format!(
-                    "`{param}` has media type `{other}`; supported are image/png, image/jpeg, image/gif and image/webp"
-                ),
-            ));
-        }
-    };
+    let format = image_format(media, param)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|_| {
@@ -156,53 +163,205 @@ fn image_block(url: &str, param: &str) -> Result<ImageBlock, ProviderError> {
         .map_err(|e| invalid(param.to_string(), e.to_string()))
 }
 
-/// Content of a user message → blocks (empty text is left out: Bedrock refuses blank text).
-fn user_blocks(i: usize, content: &Content) -> Result<Vec<ContentBlock>, ProviderError> {
-    match content {
-        Content::Text(t) if t.is_empty() => Ok(Vec::new()),
-        Content::Text(t) => Ok(vec![ContentBlock::Text(t.clone())]),
-        Content::Parts(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for (j, p) in parts.iter().enumerate() {
-                match (&p.text, &p.image_url) {
-                    (Some(t), _) if p.kind == "text" && !t.is_empty() => {
-                        out.push(ContentBlock::Text(t.clone()));
-                    }
-                    (_, Some(img)) if p.kind == "image_url" => {
-                        let param = format!("messages[{i}].content[{j}].image_url.url");
-                        out.push(ContentBlock::Image(image_block(&img.url, &param)?));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(out)
-        }
+fn cache_point(ttl: CacheTtl) -> Result<CachePointBlock, ProviderError> {
+    CachePointBlock::builder()
+        .r#type(CachePointType::Default)
+        .set_ttl(match ttl {
+            CacheTtl::Default => None,
+            CacheTtl::OneHour => Some(BedrockTtl::OneHour),
+        })
+        .build()
+        .map_err(build_error)
+}
+
+fn image(source: &Source, param: &str) -> Result<ImageBlock, ProviderError> {
+    match source {
+        Source::Url(url) => image_block(url, param),
+        Source::Bytes { media_type, data } => ImageBlock::builder()
+            .format(image_format(media_type, param)?)
+            .source(ImageSource::Bytes(Blob::new(data.to_vec())))
+            .build()
+            .map_err(|e| invalid(param.to_string(), e.to_string())),
     }
 }
 
-fn text_only(i: usize, role: &str, content: Option<&Content>) -> Result<String, ProviderError> {
-    match content {
-        None => Ok(String::new()),
-        Some(Content::Text(t)) => Ok(t.clone()),
-        Some(Content::Parts(parts)) => {
-            if let Some(j) = parts.iter().position(|p| p.kind != "text") {
-                return Err(invalid(
-                    format!("messages[{i}].content[{j}]"),
-                    format!("`messages[{i}].content[{j}]`: {role} messages take only text parts"),
-                ));
-            }
-            Ok(parts
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"))
+fn document(
+    format: inf::DocumentFormat,
+    name: &str,
+    data: &[u8],
+) -> Result<DocumentBlock, ProviderError> {
+    use inf::DocumentFormat as F;
+    let format = match format {
+        F::Pdf => DocumentFormat::Pdf,
+        F::Csv => DocumentFormat::Csv,
+        F::Docx => DocumentFormat::Docx,
+        F::Doc => DocumentFormat::Doc,
+        F::Xlsx => DocumentFormat::Xlsx,
+        F::Xls => DocumentFormat::Xls,
+        F::Html => DocumentFormat::Html,
+        F::Txt => DocumentFormat::Txt,
+        F::Md => DocumentFormat::Md,
+    };
+    DocumentBlock::builder()
+        .format(format)
+        .name(document_name(name))
+        .source(DocumentSource::Bytes(Blob::new(data.to_vec())))
+        .build()
+        .map_err(build_error)
+}
+
+/// Bedrock accepts document names of letters, digits, single spaces, hyphens, parentheses
+/// and square brackets only.
+fn document_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || "-()[]".contains(c) {
+            c
+        } else {
+            ' '
+        };
+        if !(c == ' ' && (out.is_empty() || out.ends_with(' '))) {
+            out.push(c);
         }
     }
+    let out = out.trim_end().to_string();
+    if out.is_empty() {
+        "document".to_string()
+    } else {
+        out
+    }
+}
+
+/// Tool result content: text, images, documents; an empty result becomes one text block
+/// (Bedrock refuses empty tool results).
+fn tool_result_content(content: &[Block]) -> Result<Vec<ToolResultContentBlock>, ProviderError> {
+    let mut out = Vec::with_capacity(content.len().max(1));
+    for b in content {
+        match b {
+            Block::Text { text, .. } if !text.is_empty() => {
+                out.push(ToolResultContentBlock::Text(text.clone()));
+            }
+            Block::Image { source, param } => {
+                out.push(ToolResultContentBlock::Image(image(source, param)?));
+            }
+            Block::Document { format, name, data } => {
+                out.push(ToolResultContentBlock::Document(document(
+                    *format, name, data,
+                )?));
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push(ToolResultContentBlock::Text(EMPTY_TOOL_RESULT.into()));
+    }
+    Ok(out)
+}
+
+/// The text sent for a tool result with no content.
+pub const EMPTY_TOOL_RESULT: &str = "(no output)";
+
+/// How the request's reasoning settings reach the model.
+struct Thinking {
+    /// Claude's `thinking` with this budget.
+    budget: Option<u32>,
+    /// Reasoning blocks of earlier turns go back to the model.
+    keep_history: bool,
+}
+
+/// Blocks of one message → Converse blocks.
+fn blocks(
+    content: &[Block],
+    thinking: &Thinking,
+    no_tools: bool,
+) -> Result<Vec<ContentBlock>, ProviderError> {
+    let mut out = Vec::with_capacity(content.len());
+    for b in content {
+        match b {
+            Block::Text { text, cache } => {
+                if !text.is_empty() {
+                    out.push(ContentBlock::Text(text.clone()));
+                }
+                if let Some(ttl) = cache {
+                    out.push(ContentBlock::CachePoint(cache_point(*ttl)?));
+                }
+            }
+            Block::Image { source, param } => out.push(ContentBlock::Image(image(source, param)?)),
+            Block::Document { format, name, data } => {
+                out.push(ContentBlock::Document(document(*format, name, data)?));
+            }
+            Block::ToolUse { id, name, input } if no_tools => out.push(ContentBlock::Text(
+                format!("[called tool `{name}` (id {id}) with {input}]"),
+            )),
+            Block::ToolUse { id, name, input } => out.push(ContentBlock::ToolUse(
+                ToolUseBlock::builder()
+                    .tool_use_id(id)
+                    .name(name)
+                    .input(to_document(input))
+                    .build()
+                    .map_err(build_error)?,
+            )),
+            Block::ToolResult {
+                id,
+                content,
+                is_error,
+            } if no_tools => {
+                let text: Vec<String> = content
+                    .iter()
+                    .filter_map(|c| match c {
+                        Block::Text { text, .. } => Some(text.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let what = if *is_error { "error" } else { "result" };
+                out.push(ContentBlock::Text(format!(
+                    "[tool {what} for id {id}: {}]",
+                    text.join("\n")
+                )));
+            }
+            Block::ToolResult {
+                id,
+                content,
+                is_error,
+            } => out.push(ContentBlock::ToolResult(
+                ToolResultBlock::builder()
+                    .tool_use_id(id)
+                    .set_content(Some(tool_result_content(content)?))
+                    .set_status(is_error.then_some(ToolResultStatus::Error))
+                    .build()
+                    .map_err(build_error)?,
+            )),
+            Block::Reasoning { text, signature } if thinking.keep_history => {
+                out.push(ContentBlock::ReasoningContent(
+                    ReasoningContentBlock::ReasoningText(
+                        ReasoningTextBlock::builder()
+                            .text(text)
+                            .set_signature(signature.clone())
+                            .build()
+                            .map_err(build_error)?,
+                    ),
+                ));
+            }
+            Block::RedactedReasoning { data } if thinking.keep_history => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|_| {
+                        ProviderError::InvalidRequest(
+                            "a redacted reasoning block does not hold valid base64 data".into(),
+                        )
+                    })?;
+                out.push(ContentBlock::ReasoningContent(
+                    ReasoningContentBlock::RedactedContent(Blob::new(bytes)),
+                ));
+            }
+            Block::Reasoning { .. } | Block::RedactedReasoning { .. } => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Appends blocks to the conversation, merging with the previous message of the same role
-/// (Converse wants user and assistant turns to alternate; OpenAI sends one tool message per
-/// result).
+/// (Converse wants user and assistant turns to alternate).
 fn push(turns: &mut Vec<Turn>, role: ConversationRole, blocks: Vec<ContentBlock>) {
     if blocks.is_empty() {
         return;
@@ -223,84 +382,82 @@ fn build_error(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::InvalidRequest(format!("the request could not be mapped for Bedrock: {e}"))
 }
 
-/// Maps a chat request for `model` onto Converse.
+/// True for Claude models (a token budget for thinking, signed reasoning, cache points).
+pub fn is_claude(model: &ModelRuntime) -> bool {
+    model.upstream.contains("anthropic.")
+}
+
+/// The thinking budget the request asks for on a budget-style model (Claude), if any.
+fn requested_budget(request: &inf::Request) -> Option<u32> {
+    let r = request.reasoning.as_ref()?;
+    if let Some(b) = r.budget {
+        return Some(b);
+    }
+    match r.effort.as_deref() {
+        Some(e) => thinking_budget(e),
+        // Adaptive thinking without an effort: the medium budget.
+        None if r.adaptive => thinking_budget("medium"),
+        None => None,
+    }
+}
+
+/// True when every assistant turn that calls tools starts with signed (or redacted)
+/// reasoning, as Claude requires while thinking is on.
+fn reasoning_history_complete(request: &inf::Request) -> bool {
+    request
+        .messages
+        .iter()
+        .filter(|m| m.role == inf::Role::Assistant)
+        .filter(|m| m.content.iter().any(|b| matches!(b, Block::ToolUse { .. })))
+        .all(|m| {
+            matches!(
+                m.content.first(),
+                Some(Block::Reasoning {
+                    signature: Some(_),
+                    ..
+                }) | Some(Block::RedactedReasoning { .. })
+            )
+        })
+}
+
+/// Maps a neutral request for `model` onto Converse.
 pub fn to_converse(
-    request: &ChatRequest,
+    request: &inf::Request,
     model: &ModelRuntime,
 ) -> Result<ConverseParts, ProviderError> {
     let mut parts = ConverseParts::default();
-    let mut turns: Vec<Turn> = Vec::new();
-    let mut used_tools: Vec<String> = Vec::new();
-    for (i, m) in request.messages.iter().enumerate() {
-        match m.role {
-            Role::System | Role::Developer => {
-                let role = if m.role == Role::System {
-                    "system"
-                } else {
-                    "developer"
-                };
-                let text = text_only(i, role, m.content.as_ref())?;
-                if !text.is_empty() {
-                    parts.system.push(SystemContentBlock::Text(text));
-                }
-            }
-            Role::User => {
-                let blocks = match &m.content {
-                    Some(c) => user_blocks(i, c)?,
-                    None => Vec::new(),
-                };
-                push(&mut turns, ConversationRole::User, blocks);
-            }
-            Role::Assistant => {
-                let mut blocks = Vec::new();
-                let text = text_only(i, "assistant", m.content.as_ref())?;
-                if !text.is_empty() {
-                    blocks.push(ContentBlock::Text(text));
-                }
-                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                    let args = call.function.arguments.trim();
-                    let input: serde_json::Value = if args.is_empty() {
-                        serde_json::json!({})
-                    } else {
-                        serde_json::from_str(args).map_err(|_| {
-                            invalid(
-                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                                format!(
-                                    "`messages[{i}].tool_calls[{j}].function.arguments` is not valid JSON"
-                                ),
-                            )
-                        })?
-                    };
-                    used_tools.push(call.function.name.clone());
-                    blocks.push(ContentBlock::ToolUse(
-                        ToolUseBlock::builder()
-                            .tool_use_id(&call.id)
-                            .name(&call.function.name)
-                            .input(to_document(&input))
-                            .build()
-                            .map_err(build_error)?,
-                    ));
-                }
-                push(&mut turns, ConversationRole::Assistant, blocks);
-            }
-            Role::Tool => {
-                let text = text_only(i, "tool", m.content.as_ref())?;
-                let result = ToolResultBlock::builder()
-                    .tool_use_id(m.tool_call_id.clone().unwrap_or_default())
-                    .set_content(Some(if text.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![ToolResultContentBlock::Text(text)]
-                    }))
-                    .build()
-                    .map_err(build_error)?;
-                push(
-                    &mut turns,
-                    ConversationRole::User,
-                    vec![ContentBlock::ToolResult(result)],
-                );
-            }
+    let claude = is_claude(model);
+
+    // Reasoning first: it decides the output limit, whether sampling parameters apply and
+    // whether earlier reasoning goes back to the model.
+    let mut budget = requested_budget(request).filter(|_| claude);
+    if budget.is_some() && !reasoning_history_complete(request) {
+        tracing::info!(model = %model.alias, "thinking turned off for this request: an earlier tool call came without its signed reasoning");
+        budget = None;
+    }
+    let thinking = Thinking {
+        budget,
+        keep_history: budget.is_some(),
+    };
+    let no_tools = matches!(request.tool_choice, Some(inf::ToolChoice::None));
+
+    for s in &request.system {
+        if !s.text.is_empty() {
+            parts.system.push(SystemContentBlock::Text(s.text.clone()));
         }
+        if let Some(ttl) = s.cache {
+            parts
+                .system
+                .push(SystemContentBlock::CachePoint(cache_point(ttl)?));
+        }
+    }
+    let mut turns: Vec<Turn> = Vec::new();
+    for m in &request.messages {
+        let role = match m.role {
+            inf::Role::User => ConversationRole::User,
+            inf::Role::Assistant => ConversationRole::Assistant,
+        };
+        push(&mut turns, role, blocks(&m.content, &thinking, no_tools)?);
     }
     for (role, blocks) in turns {
         parts.messages.push(
@@ -318,30 +475,16 @@ pub fn to_converse(
         ));
     }
 
-    // Reasoning first: it decides the output limit and whether sampling parameters apply.
-    let budget = match &request.thinking {
-        Some(t) if t.kind == "enabled" => t.budget_tokens,
-        Some(_) => None,
-        None => request
-            .reasoning_effort
-            .as_deref()
-            .and_then(thinking_budget),
-    };
-    let upstream = model.upstream.as_str();
-    let claude = upstream.contains("anthropic.");
+    let s = &request.sampling;
     let mut additional = serde_json::Map::new();
-    let mut max_tokens = request.output_limit();
+    let mut max_tokens = s.max_tokens;
     let mut sampling = true;
-    if let (Some(budget), true) = (budget, claude) {
+    if let Some(budget) = thinking.budget {
         let limit = max_tokens
             .unwrap_or(budget.saturating_add(ANSWER_TOKENS_AFTER_THINKING))
             .min(model.max_output_tokens.unwrap_or(u32::MAX));
         if limit <= 1024 {
-            let param = if request.max_completion_tokens.is_some() {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
+            let param = s.max_tokens_param;
             return Err(invalid(
                 param.into(),
                 format!("`{param}` must be above 1024 when reasoning is enabled"),
@@ -354,53 +497,61 @@ pub fn to_converse(
         );
         // Claude refuses temperature and top_p changes while thinking.
         sampling = false;
-    } else if let Some(effort) = &request.reasoning_effort
-        && upstream.contains("openai.gpt-oss")
+    } else if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref())
+        && model.upstream.contains("openai.gpt-oss")
         && effort != "none"
     {
-        let effort = if effort == "minimal" { "low" } else { effort };
+        let effort = match effort.as_str() {
+            "minimal" => "low",
+            "max" => "high",
+            e => e,
+        };
         additional.insert("reasoning_effort".into(), serde_json::json!(effort));
+    }
+    if let Some(k) = s.top_k
+        && claude
+        && sampling
+    {
+        additional.insert("top_k".into(), serde_json::json!(k));
     }
     if !additional.is_empty() {
         parts.additional_fields = Some(to_document(&serde_json::Value::Object(additional)));
     }
 
-    let stop: Vec<String> = match &request.stop {
-        None => Vec::new(),
-        Some(Stop::One(s)) => vec![s.clone()],
-        Some(Stop::Many(v)) => v.clone(),
-    };
-    let temperature = request.temperature.filter(|_| sampling);
-    let top_p = request.top_p.filter(|_| sampling);
-    if max_tokens.is_some() || temperature.is_some() || top_p.is_some() || !stop.is_empty() {
+    let temperature = s.temperature.filter(|_| sampling);
+    let top_p = s.top_p.filter(|_| sampling);
+    if max_tokens.is_some() || temperature.is_some() || top_p.is_some() || !s.stop.is_empty() {
         parts.inference = Some(
             InferenceConfiguration::builder()
                 .set_max_tokens(max_tokens.map(|t| i32::try_from(t).unwrap_or(i32::MAX)))
                 .set_temperature(temperature.map(|t| t as f32))
                 .set_top_p(top_p.map(|t| t as f32))
-                .set_stop_sequences((!stop.is_empty()).then_some(stop))
+                .set_stop_sequences((!s.stop.is_empty()).then(|| s.stop.clone()))
                 .build(),
         );
     }
 
-    parts.tool_config = tool_config(request, &used_tools)?;
+    parts.tool_config = tool_config(request, no_tools)?;
 
-    match request.response_format.as_ref() {
-        Some(f) if f.kind == "json_object" => {
+    match &request.output {
+        Out::JsonObject => {
             parts
                 .system
                 .push(SystemContentBlock::Text(JSON_OBJECT_INSTRUCTION.into()));
         }
-        Some(f) if f.kind == "json_schema" => {
-            let js = f.json_schema.as_ref();
-            let schema = js
-                .and_then(|s| s.schema.as_ref())
-                .map(serde_json::Value::to_string)
-                .unwrap_or_default();
+        Out::JsonSchema {
+            name,
+            description,
+            schema,
+        } => {
             let def = JsonSchemaDefinition::builder()
-                .schema(schema)
-                .set_name(js.and_then(|s| s.name.clone()))
-                .set_description(js.and_then(|s| s.description.clone()))
+                .schema(if schema.is_null() {
+                    String::new()
+                } else {
+                    schema.to_string()
+                })
+                .set_name(name.clone())
+                .set_description(description.clone())
                 .build()
                 .map_err(build_error)?;
             parts.output_config = Some(
@@ -415,44 +566,51 @@ pub fn to_converse(
                     .build(),
             );
         }
-        _ => {}
+        Out::Text => {}
     }
     Ok(parts)
 }
 
 /// `tools` and `tool_choice` → tool configuration. Bedrock requires the definitions whenever
-/// the conversation holds tool calls, so `tool_choice: none` leaves the tools out only when
-/// it does not, and a tool called earlier but no longer defined gets a minimal definition.
+/// the conversation holds tool calls, so a tool called earlier but no longer defined gets a
+/// minimal definition. With `tool_choice: none` the tools are left out and the tool history
+/// is sent as text, so the model cannot call a tool.
 fn tool_config(
-    request: &ChatRequest,
-    used: &[String],
+    request: &inf::Request,
+    no_tools: bool,
 ) -> Result<Option<ToolConfiguration>, ProviderError> {
-    let defined = request.tools.as_deref().unwrap_or_default();
-    let none = matches!(&request.tool_choice, Some(ToolChoice::Mode(m)) if m == "none");
-    if (defined.is_empty() || none) && used.is_empty() {
+    let mut used: Vec<&str> = Vec::new();
+    for m in &request.messages {
+        for b in &m.content {
+            if let Block::ToolUse { name, .. } = b {
+                used.push(name);
+            }
+        }
+    }
+    let defined = &request.tools;
+    if no_tools || (defined.is_empty() && used.is_empty()) {
         return Ok(None);
     }
-    let mut tools = Vec::with_capacity(defined.len());
+    let mut tools = Vec::with_capacity(defined.len() + 1);
     for t in defined {
-        let schema = t
-            .function
-            .parameters
-            .clone()
-            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
         tools.push(Tool::ToolSpec(
             ToolSpecification::builder()
-                .name(&t.function.name)
-                .set_description(t.function.description.clone())
-                .input_schema(ToolInputSchema::Json(to_document(&schema)))
+                .name(&t.name)
+                .set_description(t.description.clone())
+                .input_schema(ToolInputSchema::Json(to_document(&t.schema)))
+                .set_strict(t.strict.then_some(true))
                 .build()
                 .map_err(build_error)?,
         ));
+        if let Some(ttl) = t.cache {
+            tools.push(Tool::CachePoint(cache_point(ttl)?));
+        }
     }
-    let mut extra: Vec<&String> = used
-        .iter()
-        .filter(|n| !defined.iter().any(|t| &t.function.name == *n))
+    let mut extra: Vec<&str> = used
+        .into_iter()
+        .filter(|n| !defined.iter().any(|t| t.name == *n))
         .collect();
-    extra.sort();
+    extra.sort_unstable();
     extra.dedup();
     for name in extra {
         tools.push(Tool::ToolSpec(
@@ -466,15 +624,15 @@ fn tool_config(
         ));
     }
     let choice = match &request.tool_choice {
-        Some(ToolChoice::Mode(m)) if m == "required" => {
+        Some(inf::ToolChoice::Any) => {
             Some(BedrockToolChoice::Any(AnyToolChoice::builder().build()))
         }
-        Some(ToolChoice::Mode(m)) if m == "auto" => {
+        Some(inf::ToolChoice::Auto) => {
             Some(BedrockToolChoice::Auto(AutoToolChoice::builder().build()))
         }
-        Some(ToolChoice::Named(n)) => Some(BedrockToolChoice::Tool(
+        Some(inf::ToolChoice::Tool(name)) => Some(BedrockToolChoice::Tool(
             SpecificToolChoice::builder()
-                .name(&n.function.name)
+                .name(name)
                 .build()
                 .map_err(build_error)?,
         )),

@@ -3,7 +3,7 @@
 
 use super::errors;
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::embeddings::EmbeddingRequest;
+use crate::inference::EmbedRequest;
 use crate::providers::{EmbeddingOutput, ProviderError};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -115,7 +115,7 @@ async fn titan_one(
 pub async fn embed(
     client: &Client,
     model: &ModelRuntime,
-    request: &EmbeddingRequest,
+    request: &EmbedRequest,
 ) -> Result<EmbeddingOutput, ProviderError> {
     let Some(f) = family(&model.upstream) else {
         return Err(ProviderError::InvalidRequest(format!(
@@ -124,7 +124,7 @@ pub async fn embed(
         )));
     };
     check_dimensions(f, request.dimensions)?;
-    let texts = request.texts();
+    let texts: Vec<&str> = request.inputs.iter().map(String::as_str).collect();
     match f {
         Family::TitanV1 | Family::TitanV2 => {
             let bodies: Vec<Value> = texts

@@ -9,9 +9,9 @@ pub mod errors;
 pub mod response;
 
 use super::images::ImageFetcher;
-use super::{ChatOutput, ChatStream, Provider, ProviderError};
+use super::{Provider, ProviderError};
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::types::ChatRequest;
+use crate::inference::{EmbedRequest, EventStream, Request, Response};
 use crate::upstream::RetryPolicy;
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::Client;
@@ -161,10 +161,7 @@ impl Bedrock {
 
     /// With `image_fetch` on, the request with its `http(s)` image URLs fetched and inlined
     /// (`None`: nothing to fetch, or fetching is off and `convert` refuses such URLs).
-    async fn inline_images(
-        &self,
-        request: &ChatRequest,
-    ) -> Result<Option<ChatRequest>, ProviderError> {
+    async fn inline_images(&self, request: &Request) -> Result<Option<Request>, ProviderError> {
         match &self.images {
             Some(f) => f.inline(request).await,
             None => Ok(None),
@@ -184,8 +181,8 @@ impl Provider for Bedrock {
     async fn chat(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatOutput, ProviderError> {
+        request: &Request,
+    ) -> Result<Response, ProviderError> {
         let client = self.client(model)?;
         let inlined = self.inline_images(request).await?;
         let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
@@ -207,8 +204,8 @@ impl Provider for Bedrock {
     async fn chat_stream(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatStream, ProviderError> {
+        request: &Request,
+    ) -> Result<EventStream, ProviderError> {
         let client = self.client(model)?;
         let inlined = self.inline_images(request).await?;
         let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
@@ -230,7 +227,7 @@ impl Provider for Bedrock {
     async fn embed(
         &self,
         model: &ModelRuntime,
-        request: &crate::handlers::openai::embeddings::EmbeddingRequest,
+        request: &EmbedRequest,
     ) -> Result<super::EmbeddingOutput, ProviderError> {
         embed::embed(self.client(model)?, model, request).await
     }

@@ -3,26 +3,28 @@
 
 use super::convert::from_document;
 use super::errors;
-use crate::providers::{
-    ChatEvent, ChatOutput, ChatStream, FinishReason, ProviderError, TokenUsage, ToolCall,
-};
+use crate::inference::{Block, BlockStart, Delta, Event, EventStream, Response, StopReason, Usage};
+use crate::providers::ProviderError;
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ContentBlockDelta, ContentBlockStart, ConverseOutput as OutputUnion,
-    ConverseStreamOutput, ReasoningContentBlock, ReasoningContentBlockDelta, StopReason,
+    ConverseStreamOutput, ReasoningContentBlock, ReasoningContentBlockDelta,
+    StopReason as BedrockStop,
 };
+use base64::Engine as _;
 use futures_util::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-/// Stop reason → finish reason.
-pub fn finish_reason(reason: &StopReason) -> FinishReason {
+/// Bedrock stop reason → neutral stop reason.
+pub fn stop_reason(reason: &BedrockStop) -> StopReason {
     match reason {
-        StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => FinishReason::Length,
-        StopReason::ToolUse => FinishReason::ToolCalls,
-        StopReason::ContentFiltered | StopReason::GuardrailIntervened => {
-            FinishReason::ContentFilter
+        BedrockStop::MaxTokens | BedrockStop::ModelContextWindowExceeded => StopReason::MaxTokens,
+        BedrockStop::ToolUse => StopReason::ToolUse,
+        BedrockStop::StopSequence => StopReason::StopSequence,
+        BedrockStop::ContentFiltered | BedrockStop::GuardrailIntervened => {
+            StopReason::ContentFilter
         }
-        _ => FinishReason::Stop,
+        _ => StopReason::EndTurn,
     }
 }
 
@@ -30,12 +32,12 @@ fn count(n: Option<i32>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-/// Bedrock usage → OpenAI's meaning: Bedrock's `inputTokens` leaves out cached tokens, which
-/// OpenAI's `prompt_tokens` includes.
-pub fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenUsage {
+/// Bedrock usage → neutral usage: Bedrock's `inputTokens` leaves out cached tokens, which
+/// the neutral `prompt` includes.
+pub fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> Usage {
     let cache_read = count(u.cache_read_input_tokens);
     let cache_write = count(u.cache_write_input_tokens);
-    TokenUsage {
+    Usage {
         prompt: count(Some(u.input_tokens)) + cache_read + cache_write,
         completion: count(Some(u.output_tokens)),
         cache_read,
@@ -43,95 +45,148 @@ pub fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenUsage {
     }
 }
 
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// A buffered Converse answer.
-pub fn from_converse(out: ConverseOutput) -> ChatOutput {
-    let mut content: Option<String> = None;
-    let mut reasoning: Option<String> = None;
-    let mut tool_calls = Vec::new();
+pub fn from_converse(out: ConverseOutput) -> Response {
+    let mut content = Vec::new();
     if let Some(OutputUnion::Message(message)) = out.output {
         for block in message.content {
             match block {
-                ContentBlock::Text(t) => content.get_or_insert_with(String::new).push_str(&t),
+                ContentBlock::Text(t) => match content.last_mut() {
+                    Some(Block::Text { text, .. }) => text.push_str(&t),
+                    _ => content.push(Block::text(t)),
+                },
                 ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(r)) => {
-                    reasoning.get_or_insert_with(String::new).push_str(&r.text);
+                    content.push(Block::Reasoning {
+                        text: r.text,
+                        signature: r.signature,
+                    });
                 }
-                ContentBlock::ToolUse(t) => tool_calls.push(ToolCall {
+                ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(b)) => {
+                    content.push(Block::RedactedReasoning {
+                        data: b64(b.as_ref()),
+                    });
+                }
+                ContentBlock::ToolUse(t) => content.push(Block::ToolUse {
                     id: t.tool_use_id,
                     name: t.name,
-                    arguments: from_document(&t.input).to_string(),
+                    input: from_document(&t.input),
                 }),
                 _ => {}
             }
         }
     }
-    let mut finish = finish_reason(&out.stop_reason);
-    if finish == FinishReason::ToolCalls && tool_calls.is_empty() {
-        finish = FinishReason::Stop;
+    let mut stop = stop_reason(&out.stop_reason);
+    if stop == StopReason::ToolUse && !content.iter().any(|b| matches!(b, Block::ToolUse { .. })) {
+        stop = StopReason::EndTurn;
     }
-    ChatOutput {
+    Response {
         content,
-        reasoning,
-        tool_calls,
-        finish,
+        stop,
         usage: out.usage.as_ref().map(usage).unwrap_or_default(),
     }
 }
 
-/// Maps stream events; remembers which content block is which tool call so argument deltas
-/// carry the tool call's stable index.
+/// Maps stream events. Converse starts only tool-use blocks explicitly; text and reasoning
+/// blocks begin with their first delta, so the mapper starts them itself.
 #[derive(Debug, Default)]
 pub struct StreamMapper {
-    tools: HashMap<i32, u32>,
-    next_tool: u32,
+    started: Vec<u32>,
+    saw_tools: bool,
 }
 
 impl StreamMapper {
-    /// The events one Bedrock event becomes (often one, sometimes none).
-    pub fn map(&mut self, event: ConverseStreamOutput) -> Vec<ChatEvent> {
+    fn index(i: i32) -> u32 {
+        u32::try_from(i).unwrap_or(0)
+    }
+
+    fn start(&mut self, index: u32, start: BlockStart, out: &mut Vec<Event>) {
+        if !self.started.contains(&index) {
+            self.started.push(index);
+            out.push(Event::BlockStart { index, start });
+        }
+    }
+
+    /// The events one Bedrock event becomes (often one, sometimes none or two).
+    pub fn map(&mut self, event: ConverseStreamOutput) -> Vec<Event> {
+        let mut out = Vec::with_capacity(2);
         match event {
-            ConverseStreamOutput::ContentBlockStart(e) => match e.start {
-                Some(ContentBlockStart::ToolUse(t)) => {
-                    let index = self.next_tool;
-                    self.next_tool += 1;
-                    self.tools.insert(e.content_block_index, index);
-                    vec![ChatEvent::ToolCallStart {
-                        index,
+            ConverseStreamOutput::ContentBlockStart(e) => {
+                if let Some(ContentBlockStart::ToolUse(t)) = e.start {
+                    self.saw_tools = true;
+                    let start = BlockStart::ToolUse {
                         id: t.tool_use_id,
                         name: t.name,
-                    }]
+                    };
+                    self.start(Self::index(e.content_block_index), start, &mut out);
                 }
-                _ => Vec::new(),
-            },
-            ConverseStreamOutput::ContentBlockDelta(e) => match e.delta {
-                Some(ContentBlockDelta::Text(t)) if !t.is_empty() => vec![ChatEvent::Text(t)],
-                Some(ContentBlockDelta::ReasoningContent(ReasoningContentBlockDelta::Text(t)))
-                    if !t.is_empty() =>
-                {
-                    vec![ChatEvent::Reasoning(t)]
-                }
-                Some(ContentBlockDelta::ToolUse(t)) => match self.tools.get(&e.content_block_index)
-                {
-                    Some(index) if !t.input.is_empty() => vec![ChatEvent::ToolCallArguments {
-                        index: *index,
-                        arguments: t.input,
-                    }],
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
-            },
-            ConverseStreamOutput::MessageStop(e) => {
-                let mut finish = finish_reason(&e.stop_reason);
-                if finish == FinishReason::ToolCalls && self.next_tool == 0 {
-                    finish = FinishReason::Stop;
-                }
-                vec![ChatEvent::Finish(finish)]
             }
-            ConverseStreamOutput::Metadata(m) => match m.usage.as_ref() {
-                Some(u) => vec![ChatEvent::Usage(usage(u))],
-                None => Vec::new(),
-            },
-            _ => Vec::new(),
+            ConverseStreamOutput::ContentBlockDelta(e) => {
+                let index = Self::index(e.content_block_index);
+                match e.delta {
+                    Some(ContentBlockDelta::Text(t)) if !t.is_empty() => {
+                        self.start(index, BlockStart::Text, &mut out);
+                        out.push(Event::Delta {
+                            index,
+                            delta: Delta::Text(t),
+                        });
+                    }
+                    Some(ContentBlockDelta::ReasoningContent(r)) => match r {
+                        ReasoningContentBlockDelta::Text(t) if !t.is_empty() => {
+                            self.start(index, BlockStart::Reasoning, &mut out);
+                            out.push(Event::Delta {
+                                index,
+                                delta: Delta::Reasoning(t),
+                            });
+                        }
+                        ReasoningContentBlockDelta::Signature(sig) => {
+                            self.start(index, BlockStart::Reasoning, &mut out);
+                            out.push(Event::Delta {
+                                index,
+                                delta: Delta::Signature(sig),
+                            });
+                        }
+                        ReasoningContentBlockDelta::RedactedContent(b) => {
+                            let data = b64(b.as_ref());
+                            self.start(index, BlockStart::RedactedReasoning { data }, &mut out);
+                        }
+                        _ => {}
+                    },
+                    Some(ContentBlockDelta::ToolUse(t))
+                        if !t.input.is_empty() && self.started.contains(&index) =>
+                    {
+                        out.push(Event::Delta {
+                            index,
+                            delta: Delta::ToolInput(t.input),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            ConverseStreamOutput::ContentBlockStop(e) => {
+                let index = Self::index(e.content_block_index);
+                if self.started.contains(&index) {
+                    out.push(Event::BlockStop { index });
+                }
+            }
+            ConverseStreamOutput::MessageStop(e) => {
+                let mut stop = stop_reason(&e.stop_reason);
+                if stop == StopReason::ToolUse && !self.saw_tools {
+                    stop = StopReason::EndTurn;
+                }
+                out.push(Event::Stop(stop));
+            }
+            ConverseStreamOutput::Metadata(m) => {
+                if let Some(u) = m.usage.as_ref() {
+                    out.push(Event::Usage(usage(u)));
+                }
+            }
+            _ => {}
         }
+        out
     }
 }
 
@@ -143,14 +198,14 @@ type Receiver = aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
 struct StreamState {
     receiver: Receiver,
     mapper: StreamMapper,
-    pending: VecDeque<ChatEvent>,
+    pending: VecDeque<Event>,
     done: bool,
     alias: String,
 }
 
 /// The events of a ConverseStream answer, each mapped as soon as it is decoded. Dropping the
 /// stream drops the receiver and with it the upstream connection.
-pub fn event_stream(receiver: Receiver, alias: &str) -> ChatStream {
+pub fn event_stream(receiver: Receiver, alias: &str) -> EventStream {
     let state = StreamState {
         receiver,
         mapper: StreamMapper::default(),

@@ -1,9 +1,9 @@
 //! OpenAI-shaped upstream answers → provider-neutral types. Unknown fields are ignored and
 //! missing ones default, so an upstream that differs a little (Ollama, vLLM) still works.
 
-use crate::providers::{
-    ChatEvent, ChatOutput, EmbeddingOutput, FinishReason, ProviderError, TokenUsage, ToolCall,
-};
+use crate::inference::stream::Sequencer;
+use crate::inference::{Block, Event, Response, StopReason};
+use crate::providers::{EmbeddingOutput, ProviderError, TokenUsage};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -19,13 +19,13 @@ pub fn from_status(status: StatusCode, retry_after: Option<u64>, message: String
     }
 }
 
-/// `finish_reason` text → finish reason.
-pub fn finish(v: &Value) -> Option<FinishReason> {
+/// `finish_reason` text → stop reason.
+pub fn finish(v: &Value) -> Option<StopReason> {
     Some(match v.as_str()? {
-        "length" => FinishReason::Length,
-        "tool_calls" | "function_call" => FinishReason::ToolCalls,
-        "content_filter" => FinishReason::ContentFilter,
-        _ => FinishReason::Stop,
+        "length" => StopReason::MaxTokens,
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "content_filter" => StopReason::ContentFilter,
+        _ => StopReason::EndTurn,
     })
 }
 
@@ -47,48 +47,56 @@ fn text(v: &Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// Tool call arguments as the upstream sent them: JSON when they parse, else kept as the
+/// string they are (rendered back unchanged by the OpenAI dialect).
+pub fn arguments(raw: &str) -> Value {
+    serde_json::from_str::<Value>(raw)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
 /// A buffered chat completion.
-pub fn completion(v: &Value) -> Option<ChatOutput> {
+pub fn completion(v: &Value) -> Option<Response> {
     let choice = v["choices"].get(0)?;
     let message = &choice["message"];
-    let tool_calls: Vec<ToolCall> = message["tool_calls"]
-        .as_array()
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| ToolCall {
-                    id: c["id"].as_str().unwrap_or_default().to_string(),
-                    name: c["function"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    arguments: c["function"]["arguments"]
-                        .as_str()
-                        .unwrap_or("{}")
-                        .to_string(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(ChatOutput {
-        content: message["content"].as_str().map(str::to_string),
-        reasoning: text(&message["reasoning_content"]).or_else(|| text(&message["reasoning"])),
-        tool_calls,
-        finish: finish(&choice["finish_reason"]).unwrap_or(FinishReason::Stop),
+    let mut content = Vec::new();
+    if let Some(r) = text(&message["reasoning_content"]).or_else(|| text(&message["reasoning"])) {
+        content.push(Block::Reasoning {
+            text: r,
+            signature: None,
+        });
+    }
+    if let Some(t) = message["content"].as_str() {
+        content.push(Block::text(t));
+    }
+    for c in message["tool_calls"].as_array().into_iter().flatten() {
+        content.push(Block::ToolUse {
+            id: c["id"].as_str().unwrap_or_default().to_string(),
+            name: c["function"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            input: arguments(c["function"]["arguments"].as_str().unwrap_or("{}")),
+        });
+    }
+    Some(Response {
+        content,
+        stop: finish(&choice["finish_reason"]).unwrap_or(StopReason::EndTurn),
         usage: usage(&v["usage"]).unwrap_or_default(),
     })
 }
 
-/// One streamed chunk → events (text, reasoning, tool call pieces, finish, usage).
-pub fn chunk(v: &Value) -> Vec<ChatEvent> {
+/// One streamed chunk → events (text, reasoning, tool call pieces, stop, usage).
+pub fn chunk(v: &Value, seq: &mut Sequencer) -> Vec<Event> {
     let mut out = Vec::new();
     if let Some(choice) = v["choices"].get(0) {
         let delta = &choice["delta"];
         if let Some(t) = text(&delta["reasoning_content"]).or_else(|| text(&delta["reasoning"])) {
-            out.push(ChatEvent::Reasoning(t));
+            seq.reasoning(t, &mut out);
         }
         if let Some(t) = text(&delta["content"]) {
-            out.push(ChatEvent::Text(t));
+            seq.text(t, &mut out);
         }
         for (k, call) in delta["tool_calls"]
             .as_array()
@@ -101,28 +109,20 @@ pub fn chunk(v: &Value) -> Vec<ChatEvent> {
                 .and_then(|i| u32::try_from(i).ok())
                 .unwrap_or(k as u32);
             if let Some(id) = call["id"].as_str() {
-                out.push(ChatEvent::ToolCallStart {
-                    index,
-                    id: id.to_string(),
-                    name: call["function"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                });
+                let name = call["function"]["name"].as_str().unwrap_or_default();
+                seq.tool_start(index, id.to_string(), name.to_string(), &mut out);
             }
             if let Some(args) = text(&call["function"]["arguments"]) {
-                out.push(ChatEvent::ToolCallArguments {
-                    index,
-                    arguments: args,
-                });
+                seq.tool_input(index, args, &mut out);
             }
         }
         if let Some(f) = finish(&choice["finish_reason"]) {
-            out.push(ChatEvent::Finish(f));
+            seq.close(&mut out);
+            out.push(Event::Stop(f));
         }
     }
     if let Some(u) = usage(&v["usage"]) {
-        out.push(ChatEvent::Usage(u));
+        out.push(Event::Usage(u));
     }
     out
 }
@@ -158,28 +158,37 @@ mod tests {
 
     #[test]
     fn chunks_map_to_events() {
-        let events = chunk(&json!({"choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 1, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\""}}
-        ]}, "finish_reason": null}]}));
+        use crate::inference::{BlockStart, Delta};
+        let mut seq = Sequencer::default();
+        let events = chunk(
+            &json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 1, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\""}}
+            ]}, "finish_reason": null}]}),
+            &mut seq,
+        );
         assert_eq!(
             events,
             vec![
-                ChatEvent::ToolCallStart {
-                    index: 1,
-                    id: "c1".into(),
-                    name: "f".into()
+                Event::BlockStart {
+                    index: 0,
+                    start: BlockStart::ToolUse {
+                        id: "c1".into(),
+                        name: "f".into()
+                    }
                 },
-                ChatEvent::ToolCallArguments {
-                    index: 1,
-                    arguments: "{\"a\"".into()
+                Event::Delta {
+                    index: 0,
+                    delta: Delta::ToolInput("{\"a\"".into())
                 }
             ]
         );
-        let events =
-            chunk(&json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}));
+        let events = chunk(
+            &json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+            &mut seq,
+        );
         assert_eq!(
             events,
-            vec![ChatEvent::Usage(TokenUsage {
+            vec![Event::Usage(TokenUsage {
                 prompt: 3,
                 completion: 2,
                 ..TokenUsage::default()

@@ -1,18 +1,20 @@
-//! Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, another gateway): the client's body
-//! is forwarded with the upstream model id substituted, answers are read back into the
-//! provider-neutral types, and streams are mapped chunk by chunk as they arrive.
+//! Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, another gateway): the neutral request
+//! is rendered as an OpenAI chat body (or, for `passthrough` aliases, the client's own OpenAI
+//! chat body is forwarded with the upstream model id substituted), answers are read back into
+//! the neutral types, and streams are mapped chunk by chunk as they arrive.
 
 mod mapping;
 mod sse;
 
-use super::{ChatOutput, ChatStream, EmbeddingOutput, Provider, ProviderError};
+mod body;
+
+use super::{EmbeddingOutput, Provider, ProviderError};
 use crate::engine::ModelRuntime;
-use crate::handlers::openai::embeddings::EmbeddingRequest;
-use crate::handlers::openai::types::{ChatRequest, Content, Role, Stop};
+use crate::inference::{EmbedRequest, EventStream, Request, Response};
 use crate::upstream::RetryPolicy;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderValue, Request, header};
+use http::{HeaderValue, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -105,7 +107,7 @@ impl OpenAi {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = Request::post(&url)
+            let mut request = http::Request::post(&url)
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::ACCEPT, "application/json, text/event-stream")
                 .body(Full::new(body.clone()))
@@ -190,17 +192,19 @@ async fn error_of(
     mapping::from_status(status, retry_after, message)
 }
 
-/// The body to send for a chat request: the client's own body when there is one (every field
-/// forwarded), else one built from the request; the model id replaced, and for streams usage
-/// asked for (the gateway accounts tokens).
+/// The body to send for a chat request: the client's own OpenAI chat body for `passthrough`
+/// aliases (every field forwarded), else one rendered from the neutral request; the model id
+/// replaced, and for streams usage asked for (the gateway accounts tokens).
 fn chat_body(
     model: &ModelRuntime,
-    request: &ChatRequest,
+    request: &Request,
     stream: bool,
 ) -> Result<Bytes, ProviderError> {
-    let mut map: Map<String, Value> = match &request.raw {
-        Some(raw) => serde_json::from_slice(&raw.0).map_err(|_| ProviderError::Upstream)?,
-        None => built_body(request),
+    let mut map: Map<String, Value> = match &request.raw_openai {
+        Some(raw) if model.upstream_settings.passthrough => {
+            serde_json::from_slice(&raw.0).map_err(|_| ProviderError::Upstream)?
+        }
+        _ => body::render(request),
     };
     map.insert("model".into(), Value::String(model.upstream.clone()));
     map.insert("stream".into(), Value::Bool(stream));
@@ -219,54 +223,13 @@ fn chat_body(
         .map_err(|_| ProviderError::Upstream)
 }
 
-/// A body for requests that did not come as a chat body (legacy completions).
-fn built_body(request: &ChatRequest) -> Map<String, Value> {
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::Developer => "developer",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::Tool => "tool",
-            };
-            let content = match &m.content {
-                Some(Content::Text(t)) => Value::String(t.clone()),
-                _ => Value::String(m.text()),
-            };
-            json!({"role": role, "content": content})
-        })
-        .collect();
-    let mut map = Map::new();
-    map.insert("messages".into(), Value::Array(messages));
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            map.insert(k.into(), v);
-        }
-    };
-    put("max_tokens", request.max_tokens.map(Value::from));
-    put("temperature", request.temperature.map(Value::from));
-    put("top_p", request.top_p.map(Value::from));
-    put(
-        "stop",
-        request.stop.as_ref().map(|s| match s {
-            Stop::One(s) => Value::String(s.clone()),
-            Stop::Many(v) => json!(v),
-        }),
-    );
-    put("user", request.user.clone().map(Value::String));
-    map
-}
-
 #[async_trait]
 impl Provider for OpenAi {
     async fn chat(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatOutput, ProviderError> {
+        request: &Request,
+    ) -> Result<Response, ProviderError> {
         let body = chat_body(model, request, false)?;
         let response = self.send(model, "chat/completions", body).await?;
         let bytes = response
@@ -291,8 +254,8 @@ impl Provider for OpenAi {
     async fn chat_stream(
         &self,
         model: &ModelRuntime,
-        request: &ChatRequest,
-    ) -> Result<ChatStream, ProviderError> {
+        request: &Request,
+    ) -> Result<EventStream, ProviderError> {
         let body = chat_body(model, request, true)?;
         let response = self.send(model, "chat/completions", body).await?;
         let is_sse = response
@@ -310,11 +273,11 @@ impl Provider for OpenAi {
     async fn embed(
         &self,
         model: &ModelRuntime,
-        request: &EmbeddingRequest,
+        request: &EmbedRequest,
     ) -> Result<EmbeddingOutput, ProviderError> {
         let mut body = json!({
             "model": model.upstream,
-            "input": request.texts(),
+            "input": request.inputs,
             "encoding_format": "float",
         });
         if let Some(d) = request.dimensions {
@@ -333,7 +296,7 @@ impl Provider for OpenAi {
             .map_err(|_| ProviderError::Upstream)?
             .to_bytes();
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| ProviderError::Upstream)?;
-        mapping::embeddings(&v, request.texts().len()).ok_or_else(|| {
+        mapping::embeddings(&v, request.inputs.len()).ok_or_else(|| {
             tracing::warn!(model = %model.alias, "the upstream embeddings answer has an unexpected shape");
             ProviderError::Upstream
         })

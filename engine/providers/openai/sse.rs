@@ -3,7 +3,9 @@
 //! an error.
 
 use super::mapping;
-use crate::providers::{ChatEvent, ChatStream, ProviderError};
+use crate::inference::stream::Sequencer;
+use crate::inference::{Event, EventStream};
+use crate::providers::ProviderError;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
@@ -16,7 +18,8 @@ const MAX_LINE: usize = 8 * 1024 * 1024;
 struct State {
     body: Incoming,
     buf: BytesMut,
-    pending: VecDeque<Result<ChatEvent, ProviderError>>,
+    pending: VecDeque<Result<Event, ProviderError>>,
+    seq: Sequencer,
     done: bool,
     alias: String,
 }
@@ -53,7 +56,9 @@ impl State {
                     self.done = true;
                     return;
                 }
-                Ok(v) => self.pending.extend(mapping::chunk(&v).into_iter().map(Ok)),
+                Ok(v) => self
+                    .pending
+                    .extend(mapping::chunk(&v, &mut self.seq).into_iter().map(Ok)),
                 Err(_) => {
                     tracing::warn!(model = %self.alias, "the upstream sent an event that is not JSON");
                     self.pending.push_back(Err(ProviderError::Upstream));
@@ -67,11 +72,12 @@ impl State {
 
 /// The chat events of an upstream SSE body. Dropping the stream drops the body and with it
 /// the upstream connection.
-pub fn events(body: Incoming, alias: String) -> ChatStream {
+pub fn events(body: Incoming, alias: String) -> EventStream {
     let state = State {
         body,
         buf: BytesMut::new(),
         pending: VecDeque::new(),
+        seq: Sequencer::default(),
         done: false,
         alias,
     };
@@ -101,8 +107,8 @@ pub fn events(body: Incoming, alias: String) -> ChatStream {
                     s.pending.push_back(Err(ProviderError::Upstream));
                 }
                 None => {
-                    // Ended without `[DONE]`: what arrived stands; a missing finish is
-                    // completed by the handler.
+                    // Ended without `[DONE]`: what arrived stands; a missing stop is an
+                    // error the handler reports.
                     s.buf.extend_from_slice(b"\n");
                     s.drain_lines();
                     s.done = true;
