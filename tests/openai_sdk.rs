@@ -36,10 +36,10 @@ fn python() -> PathBuf {
     }
 }
 
-/// `Ok(())` when `python -c "import openai"` succeeds, else why not.
+/// `Ok(())` when `python -c "import openai, anthropic"` succeeds, else why not.
 fn check_openai(python: &Path) -> Result<(), String> {
     match Command::new(python)
-        .args(["-c", "import openai"])
+        .args(["-c", "import openai, anthropic"])
         .stdin(Stdio::null())
         .output()
     {
@@ -338,38 +338,45 @@ fn openai_python_sdk_against_bedrock() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
     let config = config_dir_with_models(&BEDROCK_MODELS.replace("{url}", &bedrock.url()));
-    // Only the child's environment: static test credentials, and no profile files or instance
-    // metadata to look at, so the default credential chain never leaves the machine (an empty
-    // value removes a variable).
-    let server_env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHSDK"),
-        ("AWS_SECRET_ACCESS_KEY", "pennyworth-sdk-test-secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/pennyworth-test",
-        ),
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
-        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
-        ("AWS_PROFILE", ""),
-        ("AWS_ENDPOINT_URL", ""),
-    ];
     run_script(
         &python,
         config.path(),
-        &server_env,
+        &BEDROCK_ENV,
         "test_openai_sdk_bedrock.py",
         &[
             ("PENNYWORTH_MODEL", "claude"),
             ("PENNYWORTH_EMBEDDING_MODEL", "titan"),
         ],
     );
-    let recorded = bedrock.recorded();
+    check_bedrock_calls(&bedrock.recorded());
+    drop(bedrock);
+    drop(runtime);
+}
+
+/// The server's environment for Bedrock aliases: static test credentials, and no profile
+/// files or instance metadata to look at, so the default credential chain never leaves the
+/// machine (an empty value removes a variable).
+const BEDROCK_ENV: [(&str, &str); 11] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHSDK"),
+    ("AWS_SECRET_ACCESS_KEY", "pennyworth-sdk-test-secret"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
+    (
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/pennyworth-test",
+    ),
+    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
+    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
+    ("AWS_PROFILE", ""),
+    ("AWS_ENDPOINT_URL", ""),
+];
+
+/// Every recorded call went to one of the test's models, signed with the test credentials.
+fn check_bedrock_calls(recorded: &[bedrock_server::Recorded]) {
     assert!(recorded.len() >= 4, "the SDK calls reached Bedrock");
-    for r in &recorded {
+    for r in recorded {
         assert!(
             [
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
@@ -386,8 +393,6 @@ fn openai_python_sdk_against_bedrock() {
             r.authorization()
         );
     }
-    drop(bedrock);
-    drop(runtime);
 }
 
 #[test]
@@ -426,6 +431,41 @@ fn openai_python_sdk_against_openai_upstream() {
         }
     }
     drop(upstream);
+    drop(runtime);
+}
+
+#[test]
+fn anthropic_python_sdk_against_bedrock() {
+    let Ok(python) = python_or_skip("anthropic_python_sdk_against_bedrock") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
+    let config = config_dir_with_models(&BEDROCK_MODELS.replace("{url}", &bedrock.url()));
+    run_script(
+        &python,
+        config.path(),
+        &BEDROCK_ENV,
+        "test_anthropic_sdk.py",
+        &[("PENNYWORTH_MODEL", "claude")],
+    );
+    let recorded = bedrock.recorded();
+    check_bedrock_calls(&recorded);
+    // The signed thinking of the round trip went back first in the assistant turn.
+    assert!(
+        recorded.iter().any(|r| r.body["messages"][1]["content"][0]["reasoningContent"]
+            ["reasoningText"]["signature"]
+            == "sig-from-before"),
+        "the signature reached Bedrock"
+    );
+    // The image and the PDF reached Bedrock as bytes, the PDF followed by its cache point.
+    assert!(recorded.iter().any(|r| {
+        let c = &r.body["messages"][0]["content"];
+        c[0]["image"]["format"] == "png"
+            && c[1]["document"]["format"] == "pdf"
+            && c[2]["cachePoint"]["type"] == "default"
+    }));
+    drop(bedrock);
     drop(runtime);
 }
 

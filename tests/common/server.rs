@@ -19,19 +19,19 @@ impl Drop for Server {
 /// Starts `serve` with the repository's config on `data`; returns the server, its address
 /// (`host:port`) and what it printed before its listening line.
 pub fn start(data: &Path, env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    start_in(Path::new(env!("CARGO_MANIFEST_DIR")), data, env)
+}
+
+/// [`start`] with the config in `config`.
+pub fn start_in(config: &Path, data: &Path, env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        env!("CARGO_MANIFEST_DIR"),
-        "--data-dir",
-    ])
-    .arg(data)
-    .env("PENNYWORTH_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("PENNYWORTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }

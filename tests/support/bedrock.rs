@@ -138,6 +138,8 @@ struct State {
     recorded: Vec<Recorded>,
     /// Replaces the built-in default replies (buffered, streamed) when set.
     defaults: Option<(Reply, Reply)>,
+    /// The tool the default reply calls, with its input, after signed thinking.
+    prefer: Option<(String, Value)>,
     /// Keep no record (benchmarks).
     no_record: bool,
 }
@@ -337,6 +339,135 @@ fn embedding_reply(body: &Value) -> Reply {
     }
 }
 
+/// Bedrock's documented request rules the mapping must respect; `Some(why)` when one is
+/// broken (answered as a `ValidationException`).
+pub fn validate(body: &Value) -> Option<String> {
+    let messages = body["messages"].as_array()?;
+    let mut expected = "user";
+    let mut tool_blocks = false;
+    let mut cache_points = 0;
+    let thinking = body["additionalModelRequestFields"]["thinking"]["type"] == "enabled";
+    for system in body["system"].as_array().into_iter().flatten() {
+        cache_points += usize::from(system.get("cachePoint").is_some());
+    }
+    for t in body["toolConfig"]["tools"].as_array().into_iter().flatten() {
+        cache_points += usize::from(t.get("cachePoint").is_some());
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let role = m["role"].as_str().unwrap_or("");
+        if role != expected {
+            return Some(format!(
+                "A conversation must alternate between user and assistant roles (messages.{i} is {role})"
+            ));
+        }
+        expected = if role == "user" { "assistant" } else { "user" };
+        let content = m["content"].as_array().cloned().unwrap_or_default();
+        if content.is_empty() {
+            return Some(format!("messages.{i}.content must not be empty"));
+        }
+        for (j, b) in content.iter().enumerate() {
+            cache_points += usize::from(b.get("cachePoint").is_some());
+            if let Some(t) = b.get("text").and_then(Value::as_str)
+                && t.trim().is_empty()
+            {
+                return Some(format!(
+                    "messages.{i}.content.{j}: text content blocks must be non-empty"
+                ));
+            }
+            if let Some(r) = b.get("toolResult") {
+                tool_blocks = true;
+                if r["content"].as_array().is_none_or(Vec::is_empty) {
+                    return Some(format!(
+                        "messages.{i}.content.{j}: the toolResult content must not be empty"
+                    ));
+                }
+            }
+            if let Some(u) = b.get("toolUse") {
+                tool_blocks = true;
+                let id = u["toolUseId"].as_str().unwrap_or("");
+                let name = u["name"].as_str().unwrap_or("");
+                let ok = |s: &str, max: usize| {
+                    !s.is_empty()
+                        && s.len() <= max
+                        && s.bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                };
+                if !ok(id, 64) || !ok(name, 64) {
+                    return Some(format!(
+                        "messages.{i}.content.{j}: invalid toolUse id or name"
+                    ));
+                }
+                if thinking
+                    && content
+                        .first()
+                        .and_then(|f| f.get("reasoningContent"))
+                        .is_none()
+                {
+                    return Some("Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block".into());
+                }
+            }
+        }
+    }
+    if tool_blocks && body.get("toolConfig").is_none() {
+        return Some(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks"
+                .into(),
+        );
+    }
+    if cache_points > 4 {
+        return Some(format!(
+            "A maximum of 4 cache points is allowed, got {cache_points}"
+        ));
+    }
+    None
+}
+
+/// The default reply with a preferred tool: signed thinking, then a call of `tool` with
+/// `input` while the last turn holds no tool result; the results quoted back after that.
+fn preferred_reply(body: &Value, stream: bool, (tool, input): &(String, Value)) -> Reply {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let answered = last["content"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|b| b.get("toolResult").is_some()));
+    let offered = body["toolConfig"]["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["toolSpec"]["name"] == *tool));
+    if answered || !offered || !stream {
+        return default_reply(body, stream);
+    }
+    let args = input.to_string();
+    Reply::Stream(vec![
+        event("messageStart", json!({"role": "assistant"})),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "I will run the command."}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "test-signature"}}}),
+        ),
+        event("contentBlockStop", json!({"contentBlockIndex": 0})),
+        event(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_pref_1", "name": tool}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": args}}}),
+        ),
+        event("contentBlockStop", json!({"contentBlockIndex": 1})),
+        event("messageStop", json!({"stopReason": "tool_use"})),
+        event(
+            "metadata",
+            json!({"usage": {"inputTokens": 40, "outputTokens": 12, "totalTokens": 52}, "metrics": {"latencyMs": 1}}),
+        ),
+    ])
+}
+
 /// What the server answers when nothing is scripted: a call of the first tool when tools are
 /// offered and the last turn holds no tool result (each required argument `"Paris"`), the
 /// tool results quoted back when it does, and a greeting otherwise.
@@ -466,7 +597,13 @@ impl BedrockServer {
                                 .get_mut(&model)
                                 .and_then(VecDeque::pop_front)
                                 .or_else(|| s.scripts.get_mut("*").and_then(VecDeque::pop_front));
+                            let refused = (!invoke).then(|| validate(&body)).flatten();
                             match (scripted, &s.defaults) {
+                                _ if refused.is_some() => Reply::error(
+                                    400,
+                                    "ValidationException",
+                                    refused.as_deref().unwrap_or_default(),
+                                ),
                                 (Some(r), _) => r,
                                 (None, Some((buffered, streamed))) => {
                                     if stream {
@@ -476,7 +613,10 @@ impl BedrockServer {
                                     }
                                 }
                                 (None, None) if invoke => embedding_reply(&body),
-                                (None, None) => default_reply(&body, stream),
+                                (None, None) => match &s.prefer {
+                                    Some(p) => preferred_reply(&body, stream, p),
+                                    None => default_reply(&body, stream),
+                                },
                             }
                         };
                         Ok::<_, Infallible>(answer(reply, ab).await)
@@ -495,6 +635,11 @@ impl BedrockServer {
             abandoned,
             task,
         }
+    }
+
+    /// Makes the default streamed reply call `tool` with `input` after signed thinking.
+    pub fn prefer_tool(&self, tool: &str, input: Value) {
+        self.state.lock().expect("state").prefer = Some((tool.to_string(), input));
     }
 
     /// `http://127.0.0.1:PORT`.
