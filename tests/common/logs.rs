@@ -1,21 +1,41 @@
 //! Captures the JSON log lines written on the current thread (a `#[tokio::test]` runtime
 //! polls the engine, its handlers and their streams on that thread).
+//!
+//! One global subscriber is installed for the whole test binary and writes each line to the
+//! buffer of the thread that logged it, if that thread captures: with thread-local
+//! subscribers, tracing caches a callsite's interest across threads, and a line logged while
+//! another test's subscriber came and went could be lost.
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
+
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+thread_local! {
+    static BUFFER: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+}
 
 /// The captured lines; logging goes to them while the guard lives.
 pub struct Captured {
-    buf: Arc<Mutex<Vec<u8>>>,
-    _guard: tracing::subscriber::DefaultGuard,
+    buf: Buffer,
 }
 
-#[derive(Clone)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
+impl Drop for Captured {
+    fn drop(&mut self) {
+        BUFFER.with(|b| b.borrow_mut().take());
+    }
+}
+
+struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(data);
+        BUFFER.with(|b| {
+            if let Some(buf) = b.borrow().as_ref() {
+                buf.lock().expect("log buffer").extend_from_slice(data);
+            }
+        });
         Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -25,17 +45,18 @@ impl Write for Sink {
 
 /// Starts capturing `info` and above as JSON lines on this thread.
 pub fn capture() -> Captured {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buf.clone());
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || sink.clone())
-        .finish();
-    Captured {
-        buf,
-        _guard: tracing::subscriber::set_default(subscriber),
-    }
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(|| Sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+    });
+    let buf: Buffer = Arc::new(Mutex::new(Vec::new()));
+    BUFFER.with(|b| *b.borrow_mut() = Some(buf.clone()));
+    Captured { buf }
 }
 
 impl Captured {
