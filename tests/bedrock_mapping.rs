@@ -1,6 +1,6 @@
-//! Golden tests of the OpenAI ↔ Converse mapping: each `tests/fixtures/requests/<case>.json`
-//! (an OpenAI request and the Bedrock answer to script) is sent through the engine to the
-//! Bedrock test server. Two snapshots per case, in `tests/fixtures/requests/snapshots/`:
+//! Golden tests of the OpenAI ↔ Converse and Anthropic Messages ↔ Converse mappings: each
+//! `tests/fixtures/requests/<case>.json` (a request of its `dialect` and the Bedrock answer to
+//! script) is sent through the engine to the Bedrock test server. Two snapshots per case, in `tests/fixtures/requests/snapshots/`:
 //! `<case>.converse` is the Converse request as the SDK put it on the wire (path and JSON
 //! body), `<case>.response` is the OpenAI response or chunks the gateway returned.
 
@@ -18,6 +18,9 @@ use serde_json::Value;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
+    /// `openai` (default: `/v1/chat/completions`) or `anthropic` (`/v1/messages`).
+    #[serde(default)]
+    dialect: Option<String>,
     description: String,
     request: Value,
     /// Converse answer (buffered cases).
@@ -36,6 +39,9 @@ fn redact(v: &mut Value) {
                     ("created", Value::Number(_)) => *v = Value::String("[timestamp]".into()),
                     ("id", Value::String(s)) if s.starts_with("chatcmpl-") => {
                         *v = Value::String("[completion-id]".into())
+                    }
+                    ("id", Value::String(s)) if s.starts_with("msg_") => {
+                        *v = Value::String("[message-id]".into())
                     }
                     _ => redact(v),
                 }
@@ -64,6 +70,23 @@ fn sorted(v: &Value) -> Value {
     }
 }
 
+/// An Anthropic SSE body as `[{"event": name, "data": json}]`.
+fn anthropic_events(body: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(body)
+        .expect("UTF-8")
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (name, data) = e.split_once('\n').expect("event and data lines");
+            serde_json::json!({
+                "event": name.strip_prefix("event: ").expect("event line"),
+                "data": serde_json::from_str::<Value>(data.strip_prefix("data: ").expect("data line"))
+                    .expect("JSON data"),
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn converse_mapping_golden() {
     let h = Harness::start().await;
@@ -74,7 +97,10 @@ async fn converse_mapping_golden() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 15, "expected the request cases");
+    assert!(
+        paths.len() >= 40,
+        "expected the request cases of both dialects"
+    );
     for path in paths {
         let name = path
             .file_stem()
@@ -94,7 +120,18 @@ async fn converse_mapping_golden() {
             _ => panic!("{name}: give exactly one of `reply` and `events`"),
         };
         h.server.script("*", [reply]);
-        let (status, headers, body) = h.chat(case.request).await;
+        let anthropic = case.dialect.as_deref() == Some("anthropic");
+        let (status, headers, body) = if anthropic {
+            let req = common::request(
+                "POST",
+                "/v1/messages",
+                Some(h.dir.key("user")),
+                case.request.to_string(),
+            );
+            common::send(&h.engine, req).await
+        } else {
+            h.chat(case.request).await
+        };
         let recorded = h.server.recorded();
         assert_eq!(recorded.len(), 1, "{name}: one upstream call");
         let r = &recorded[0];
@@ -107,7 +144,9 @@ async fn converse_mapping_golden() {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mut response = if content_type.starts_with("text/event-stream") {
+        let mut response = if content_type.starts_with("text/event-stream") && anthropic {
+            Value::Array(anthropic_events(&body))
+        } else if content_type.starts_with("text/event-stream") {
             Value::Array(sse_events(&body))
         } else {
             serde_json::from_slice(&body).expect("JSON body")
