@@ -350,3 +350,89 @@ async fn count_tokens_and_model_list() {
     assert!(!ids.contains(&"premium-only"), "{v}");
     assert_eq!(v["data"][0]["type"], "model");
 }
+
+const CAPABILITY_MODELS: &str = r#"
+  text-only:
+    provider: bedrock
+    upstream: us.amazon.nova-micro-v1:0
+    region: us-east-1
+    groups: [standard]
+    limits: { context_tokens: 50 }
+  cached:
+    provider: bedrock
+    upstream: us.anthropic.claude-haiku-4-5-20251001-v1:0
+    region: us-east-1
+    groups: [standard]
+    cache: { system: true, tools: true }
+  profile:
+    provider: bedrock
+    upstream: arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123
+    region: us-east-1
+    groups: [standard]
+    capabilities: { reasoning: budget, prompt_caching: false }
+"#;
+
+#[tokio::test]
+async fn capabilities_refuse_before_bedrock_and_shape_the_call() {
+    let h = Harness::start_with(CAPABILITY_MODELS).await;
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAarVyFEAAAAASUVORK5CYII=";
+    let (status, v) = post_json(
+        &h,
+        json!({"model": "text-only", "max_tokens": 50, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not accept images"),
+        "{v}"
+    );
+    let long = "word ".repeat(100);
+    let (status, v) = post_json(
+        &h,
+        json!({"model": "text-only", "max_tokens": 50, "messages": [{"role": "user", "content": long}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(h.server.recorded().is_empty(), "nothing reached Bedrock");
+
+    // The alias's cache settings add cache points where the client put none.
+    let (status, _) = post_json(
+        &h,
+        json!({"model": "cached", "max_tokens": 50, "system": "You are terse.",
+            "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r = &h.server.recorded()[0];
+    assert_eq!(
+        r.body["system"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
+    assert_eq!(
+        r.body["toolConfig"]["tools"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
+
+    // An application inference profile declared to reason with a budget; no cache points
+    // for a model declared without prompt caching.
+    h.server.clear();
+    let (status, v) = post_json(
+        &h,
+        json!({"model": "profile", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "system": [{"type": "text", "text": "ctx", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let r = &h.server.recorded()[0];
+    assert_eq!(
+        r.body["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+        2048
+    );
+    assert_eq!(r.body["system"], json!([{"text": "ctx"}]));
+}

@@ -34,6 +34,12 @@ pub struct ModelRuntime {
     pub upstream_settings: crate::upstream::Upstream,
     /// Aliases to try, in order, when this one fails with an upstream error.
     pub fallbacks: Vec<String>,
+    /// What the model can serve.
+    pub capabilities: crate::inference::capabilities::Capabilities,
+    /// Context window in tokens (prompts estimated longer are refused).
+    pub context_tokens: Option<u32>,
+    /// Cache points the gateway adds when a request brings none.
+    pub cache: crate::config::models::CacheSpec,
 }
 
 impl ModelRuntime {
@@ -249,6 +255,11 @@ impl CompiledConfig {
                     &mut upstream_errors,
                 );
                 upstream_errors.into_iter().for_each(|e| errors.push(e));
+                let capabilities = crate::inference::capabilities::Capabilities::compile(
+                    spec.provider,
+                    &upstream,
+                    &spec.capabilities,
+                );
                 models.insert(
                     alias.clone(),
                     ModelRuntime {
@@ -267,6 +278,9 @@ impl CompiledConfig {
                             cache_write: spec.pricing.cache_write,
                         },
                         max_output_tokens: spec.limits.max_output_tokens,
+                        capabilities,
+                        context_tokens: spec.limits.context_tokens,
+                        cache: spec.cache.clone(),
                         upstream_settings,
                         fallbacks: spec.fallbacks.clone(),
                     },

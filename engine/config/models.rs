@@ -147,6 +147,12 @@ pub struct ModelSpec {
     /// default); each names the alias itself in policies, usage and answers.
     #[serde(default)]
     pub names: Vec<String>,
+    /// What the model can serve (defaults from the model family).
+    #[serde(default)]
+    pub capabilities: CapabilitiesSpec,
+    /// Cache points the gateway adds when a request brings none (models with prompt caching).
+    #[serde(default)]
+    pub cache: CacheSpec,
     /// What the model does.
     #[serde(default)]
     pub kind: ModelKind,
@@ -168,6 +174,57 @@ pub struct ModelSpec {
     /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// What a model can serve; each field unset takes the model family's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesSpec {
+    /// Tools (function calling).
+    #[serde(default)]
+    pub tools: Option<bool>,
+    /// Forcing a tool (`required` / `any`, or a named tool).
+    #[serde(default)]
+    pub forced_tool_choice: Option<bool>,
+    /// Image input.
+    #[serde(default)]
+    pub vision: Option<bool>,
+    /// Document input (PDF, CSV, DOCX, ...).
+    #[serde(default)]
+    pub documents: Option<bool>,
+    /// How the model is asked to reason.
+    #[serde(default)]
+    pub reasoning: Option<ReasoningStyle>,
+    /// Native structured output (JSON schema).
+    #[serde(default)]
+    pub structured_output: Option<bool>,
+    /// Prompt cache points.
+    #[serde(default)]
+    pub prompt_caching: Option<bool>,
+}
+
+/// How a model is asked to reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningStyle {
+    /// It does not reason (reasoning settings are ignored).
+    None,
+    /// A thinking token budget (Claude's `thinking`).
+    Budget,
+    /// A named effort (gpt-oss's `reasoning_effort`).
+    Effort,
+}
+
+/// Cache points added for clients that send none.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// After the system prompt.
+    #[serde(default)]
+    pub system: bool,
+    /// After the tool definitions.
+    #[serde(default)]
+    pub tools: bool,
 }
 
 /// Known providers.

@@ -7,6 +7,7 @@
 //! reasoning with its signature, redacted reasoning), so nothing one dialect can say is lost
 //! on the way to a provider that understands it. See `doc/architecture.md`.
 
+pub mod capabilities;
 pub mod stream;
 
 use bytes::Bytes;

@@ -9,6 +9,7 @@
 
 use super::super::Ctx;
 use crate::engine::ModelRuntime;
+use crate::inference::capabilities::admits;
 use crate::inference::{EmbedRequest, Event, EventStream, Request, Response};
 use crate::providers::{EmbeddingOutput, ProviderError};
 use futures_util::StreamExt;
@@ -41,6 +42,22 @@ fn candidates<'e>(
     out
 }
 
+/// The candidates that can serve `request`: the alias itself must (else the client gets its
+/// 400), fallbacks that cannot are skipped.
+fn servable<'e>(
+    ctx: &Ctx<'e>,
+    model: &'e ModelRuntime,
+    request: &Request,
+) -> Result<Vec<&'e ModelRuntime>, ProviderError> {
+    admits(model, request)?;
+    Ok(candidates(ctx, model, request.sampling.max_tokens)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, m)| *i == 0 || admits(m, request).is_ok())
+        .map(|(_, m)| m)
+        .collect())
+}
+
 fn next_or_fail(
     error: ProviderError,
     tried: &ModelRuntime,
@@ -60,7 +77,7 @@ pub async fn chat<'e>(
     model: &'e ModelRuntime,
     request: &Request,
 ) -> Result<(&'e ModelRuntime, Response), ProviderError> {
-    let list = candidates(ctx, model, request.sampling.max_tokens);
+    let list = servable(ctx, model, request)?;
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let attempt = async {
@@ -90,7 +107,7 @@ pub async fn chat_stream<'e>(
     model: &'e ModelRuntime,
     request: &Request,
 ) -> Result<(&'e ModelRuntime, EventStream), ProviderError> {
-    let list = candidates(ctx, model, request.sampling.max_tokens);
+    let list = servable(ctx, model, request)?;
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let timeout = m.upstream_settings.timeout;

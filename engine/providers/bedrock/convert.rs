@@ -1,6 +1,7 @@
 //! Neutral request → Bedrock Converse request. `doc/providers.md` describes the mapping; the
 //! golden tests in `tests/bedrock_mapping.rs` show it on representative requests.
 
+use crate::config::models::ReasoningStyle;
 use crate::engine::ModelRuntime;
 use crate::inference::{self as inf, Block, CacheTtl, ImageSource as Source, OutputFormat as Out};
 use crate::providers::ProviderError;
@@ -382,11 +383,6 @@ fn build_error(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::InvalidRequest(format!("the request could not be mapped for Bedrock: {e}"))
 }
 
-/// True for Claude models (a token budget for thinking, signed reasoning, cache points).
-pub fn is_claude(model: &ModelRuntime) -> bool {
-    model.upstream.contains("anthropic.")
-}
-
 /// The thinking budget the request asks for on a budget-style model (Claude), if any.
 fn requested_budget(request: &inf::Request) -> Option<u32> {
     let r = request.reasoning.as_ref()?;
@@ -426,11 +422,11 @@ pub fn to_converse(
     model: &ModelRuntime,
 ) -> Result<ConverseParts, ProviderError> {
     let mut parts = ConverseParts::default();
-    let claude = is_claude(model);
+    let style = model.capabilities.reasoning;
 
     // Reasoning first: it decides the output limit, whether sampling parameters apply and
     // whether earlier reasoning goes back to the model.
-    let mut budget = requested_budget(request).filter(|_| claude);
+    let mut budget = requested_budget(request).filter(|_| style == ReasoningStyle::Budget);
     if budget.is_some() && !reasoning_history_complete(request) {
         tracing::info!(model = %model.alias, "thinking turned off for this request: an earlier tool call came without its signed reasoning");
         budget = None;
@@ -498,7 +494,7 @@ pub fn to_converse(
         // Claude refuses temperature and top_p changes while thinking.
         sampling = false;
     } else if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref())
-        && model.upstream.contains("openai.gpt-oss")
+        && style == ReasoningStyle::Effort
         && effort != "none"
     {
         let effort = match effort.as_str() {
@@ -508,8 +504,9 @@ pub fn to_converse(
         };
         additional.insert("reasoning_effort".into(), serde_json::json!(effort));
     }
+    // `top_k` is Claude's (the budget-style reasoners on Bedrock); others take none.
     if let Some(k) = s.top_k
-        && claude
+        && style == ReasoningStyle::Budget
         && sampling
     {
         additional.insert("top_k".into(), serde_json::json!(k));
@@ -538,6 +535,11 @@ pub fn to_converse(
             parts
                 .system
                 .push(SystemContentBlock::Text(JSON_OBJECT_INSTRUCTION.into()));
+        }
+        Out::JsonSchema { schema, .. } if !model.capabilities.structured_output => {
+            parts.system.push(SystemContentBlock::Text(format!(
+                "{JSON_OBJECT_INSTRUCTION} The object must be valid against this JSON schema: {schema}"
+            )));
         }
         Out::JsonSchema {
             name,
@@ -568,7 +570,90 @@ pub fn to_converse(
         }
         Out::Text => {}
     }
+    cache_points(&mut parts, model)?;
     Ok(parts)
+}
+
+/// Bedrock's limit of cache points in one request.
+const MAX_CACHE_POINTS: usize = 4;
+
+/// Cache points as the model allows: none for models without prompt caching; the alias's
+/// `cache` settings after the system prompt and the tools when the request put none there;
+/// at most [`MAX_CACHE_POINTS`], the earliest ones in messages dropped first.
+fn cache_points(parts: &mut ConverseParts, model: &ModelRuntime) -> Result<(), ProviderError> {
+    let is_point = |b: &ContentBlock| matches!(b, ContentBlock::CachePoint(_));
+    if !model.capabilities.prompt_caching {
+        parts
+            .system
+            .retain(|b| !matches!(b, SystemContentBlock::CachePoint(_)));
+        for m in &mut parts.messages {
+            m.content.retain(|b| !is_point(b));
+        }
+        if let Some(tc) = parts.tool_config.take() {
+            let tools = tc
+                .tools
+                .into_iter()
+                .filter(|t| !matches!(t, Tool::CachePoint(_)))
+                .collect();
+            parts.tool_config = Some(
+                ToolConfiguration::builder()
+                    .set_tools(Some(tools))
+                    .set_tool_choice(tc.tool_choice)
+                    .build()
+                    .map_err(build_error)?,
+            );
+        }
+        return Ok(());
+    }
+    let system_cached = parts
+        .system
+        .iter()
+        .any(|b| matches!(b, SystemContentBlock::CachePoint(_)));
+    if model.cache.system && !system_cached && !parts.system.is_empty() {
+        parts
+            .system
+            .push(SystemContentBlock::CachePoint(cache_point(
+                CacheTtl::Default,
+            )?));
+    }
+    if let Some(tc) = parts.tool_config.as_mut()
+        && model.cache.tools
+        && !tc.tools.iter().any(|t| matches!(t, Tool::CachePoint(_)))
+    {
+        tc.tools
+            .push(Tool::CachePoint(cache_point(CacheTtl::Default)?));
+    }
+    let fixed = parts
+        .system
+        .iter()
+        .filter(|b| matches!(b, SystemContentBlock::CachePoint(_)))
+        .count()
+        + parts.tool_config.as_ref().map_or(0, |tc| {
+            tc.tools
+                .iter()
+                .filter(|t| matches!(t, Tool::CachePoint(_)))
+                .count()
+        });
+    let in_messages: usize = parts
+        .messages
+        .iter()
+        .map(|m| m.content.iter().filter(|b| is_point(b)).count())
+        .sum();
+    let mut excess = (fixed + in_messages).saturating_sub(MAX_CACHE_POINTS);
+    if excess > 0 {
+        tracing::info!(model = %model.alias, dropped = excess, "more cache points than Bedrock allows; dropping the earliest");
+    }
+    for m in &mut parts.messages {
+        m.content.retain(|b| {
+            if excess > 0 && is_point(b) {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+    Ok(())
 }
 
 /// `tools` and `tool_choice` → tool configuration. Bedrock requires the definitions whenever
