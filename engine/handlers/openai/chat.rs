@@ -56,6 +56,10 @@ pub fn unfinished_stream() -> ProviderError {
     ProviderError::Upstream
 }
 
+/// The header the OpenAI and Anthropic SDKs obey over their own retry rules: the gateway has
+/// already retried upstream failures, so SDK retries would only multiply the calls.
+static SHOULD_RETRY: http::HeaderName = http::HeaderName::from_static("x-should-retry");
+
 /// Seconds a throttled client is asked to wait when the upstream did not say.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
@@ -82,6 +86,7 @@ impl From<ProviderError> for ApiError {
                     message,
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+                .with_header(SHOULD_RETRY.clone(), HeaderValue::from_static("false"))
             }
             ProviderError::UpstreamValidation(_) => {
                 ApiError::bad_request("upstream_validation_error", message)
@@ -103,13 +108,15 @@ impl From<ProviderError> for ApiError {
                 ErrorKind::UpstreamError,
                 "upstream_timeout",
                 message,
-            ),
+            )
+            .with_header(SHOULD_RETRY.clone(), HeaderValue::from_static("false")),
             ProviderError::Upstream => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 ErrorKind::UpstreamError,
                 "upstream_error",
                 message,
-            ),
+            )
+            .with_header(SHOULD_RETRY.clone(), HeaderValue::from_static("false")),
         }
     }
 }
@@ -134,7 +141,6 @@ struct Completion<'a> {
     model: &'a str,
     choices: [Choice<'a>; 1],
     usage: Usage,
-    system_fingerprint: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -183,7 +189,6 @@ struct Chunk<'a> {
     object: &'static str,
     created: i64,
     model: &'a str,
-    system_fingerprint: Option<&'static str>,
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Option<Usage>>,
@@ -336,7 +341,6 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
                     finish_reason: finish.as_str(),
                 }],
                 usage: out.usage.into(),
-                system_fingerprint: None,
             },
         );
     }
@@ -429,7 +433,6 @@ impl SseState {
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            system_fingerprint: None,
             choices,
             usage: if self.include_usage {
                 Some(usage)
@@ -545,7 +548,6 @@ impl SseState {
                     object: "chat.completion.chunk",
                     created: self.created,
                     model: &self.model,
-                    system_fingerprint: None,
                     choices: vec![ChunkChoice {
                         index: 0,
                         delta: Delta::default(),

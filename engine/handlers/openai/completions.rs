@@ -133,6 +133,9 @@ impl CompletionRequest {
             user: r.user,
             tools: None,
             tool_choice: None,
+            functions: None,
+            function_call: None,
+            logprobs: None,
             parallel_tool_calls: None,
             response_format: None,
             reasoning_effort: None,
@@ -159,7 +162,6 @@ struct TextCompletion<'a> {
     choices: Vec<TextChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
-    system_fingerprint: Option<()>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'static str>,
 }
@@ -205,7 +207,6 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
                     finish_reason: Some(FinishReason::from(out.stop).as_str()),
                 }],
                 usage: Some(out.usage.into()),
-                system_fingerprint: None,
                 warning: None,
             },
         );
@@ -286,7 +287,6 @@ impl TextStream {
             model: &self.model,
             choices,
             usage,
-            system_fingerprint: None,
             warning,
         };
         sse_line(&serde_json::to_vec(&c).unwrap_or_default())

@@ -13,6 +13,25 @@ struct ModelObject<'a> {
     object: &'static str,
     created: i64,
     owned_by: &'a str,
+    /// Extension: context window in tokens (LiteLLM's and aider's name), when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_window: Option<u32>,
+    /// Extension: the largest output a request may ask for, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
+    /// Extension: what the model serves (`chat` or `embedding`, and its capabilities).
+    capabilities: Capabilities,
+}
+
+#[derive(Serialize)]
+struct Capabilities {
+    kind: &'static str,
+    tools: bool,
+    vision: bool,
+    documents: bool,
+    reasoning: bool,
+    structured_output: bool,
+    prompt_caching: bool,
 }
 
 #[derive(Serialize)]
@@ -22,11 +41,23 @@ struct ModelList<'a> {
 }
 
 fn object<'a>(ctx: &Ctx<'_>, m: &'a ModelRuntime) -> ModelObject<'a> {
+    let c = &m.capabilities;
     ModelObject {
         id: &m.alias,
         object: "model",
         created: ctx.engine.loaded_at(),
         owned_by: &m.owned_by,
+        context_window: m.context_tokens,
+        max_output_tokens: m.max_output_tokens,
+        capabilities: Capabilities {
+            kind: m.kind.as_str(),
+            tools: c.tools,
+            vision: c.vision,
+            documents: c.documents,
+            reasoning: c.reasoning != crate::config::models::ReasoningStyle::None,
+            structured_output: c.structured_output,
+            prompt_caching: c.prompt_caching,
+        },
     }
 }
 

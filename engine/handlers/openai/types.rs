@@ -50,6 +50,15 @@ pub struct ChatRequest {
     /// `none`, `auto`, `required` or `{"type":"function","function":{"name":..}}`.
     #[serde(default)]
     pub tool_choice: Option<ToolChoice>,
+    /// Legacy function definitions (refused: send `tools`).
+    #[serde(default)]
+    pub functions: Option<serde_json::Value>,
+    /// Legacy function choice (refused: send `tool_choice`).
+    #[serde(default)]
+    pub function_call: Option<serde_json::Value>,
+    /// Log probabilities (not served: refused when asked for).
+    #[serde(default)]
+    pub logprobs: Option<bool>,
     /// Whether the model may call several tools in one answer.
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
@@ -482,6 +491,25 @@ impl ChatRequest {
             return bad(
                 "stop",
                 format!("`stop` takes at most 4 sequences, got {}", v.len()),
+            );
+        }
+        for (param, set) in [
+            ("functions", self.functions.is_some()),
+            ("function_call", self.function_call.is_some()),
+        ] {
+            if set {
+                return bad(
+                    param,
+                    format!(
+                        "`{param}` is the deprecated form of function calling; send `tools` and `tool_choice`"
+                    ),
+                );
+            }
+        }
+        if self.logprobs == Some(true) {
+            return bad(
+                "logprobs",
+                "`logprobs` is not supported by this gateway (as for legacy completions)".into(),
             );
         }
         self.validate_tools()?;
