@@ -67,6 +67,12 @@ impl From<ProviderError> for ApiError {
                 "upstream_error",
                 message,
             ),
+            ProviderError::NoCredentials => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::ServerError,
+                "upstream_credentials_missing",
+                message,
+            ),
         }
     }
 }
