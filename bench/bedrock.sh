@@ -8,7 +8,8 @@
 #     connections, latency from each request's scheduled send time: the added latency;
 #   - peak RSS of the gateway while 200 streams of 5 s each are open.
 # Everything runs on 127.0.0.1 and stops by itself. Needs `wrk` (apt), `bc`, oha (installed
-# with cargo into ~/.cache/oha when missing) and a release build.
+# with cargo into ~/.cache/oha when missing); builds the gateway with the Lambda profile (what
+# production runs) and the stub and client with --release.
 # Usage: bash bench/bedrock.sh (BENCH_DURATION, BENCH_OPEN_DURATION, BENCH_RATES,
 # BENCH_CONNECTIONS, BENCH_STUB_PORT, BENCH_GW_PORT in the environment). The engine benchmark (start-up, `echo` model closed and open loop, memory) is
 # bench/run.sh; figures of both in doc/performance.md.
@@ -20,8 +21,10 @@ STUB_PORT="${BENCH_STUB_PORT:-9101}"
 GW_PORT="${BENCH_GW_PORT:-9102}"
 target="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --quiet --bin pennyworth --example bedrock_stub --example ttfb
+cargo build --profile lambda --quiet --bin pennyworth
+cargo build --release --quiet --example bedrock_stub --example ttfb
 bin="$target/release"
+gateway="$target/lambda/pennyworth"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -54,12 +57,12 @@ models:
     endpoint_url: http://127.0.0.1:$STUB_PORT
     groups: [standard]
 EOF
-key="$("$bin/pennyworth" init --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+key="$("$gateway" init --data-dir "$work/data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
 
 start_stub
 env -i PATH="$PATH" HOME="$work" AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench \
   AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true PENNYWORTH_LOG=info \
-  "$bin/pennyworth" serve --config "$work/config" --data-dir "$work/data" \
+  "$gateway" serve --config "$work/config" --data-dir "$work/data" \
   --listen "127.0.0.1:$GW_PORT" > "$work/gw.out" 2> "$work/gw.log" &
 gw_pid=$!
 pids+=("$gw_pid")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Cold start of the Lambda binary (`bootstrap`, release profile): process start to the first
+# Cold start of the Lambda binary (`bootstrap`, the `lambda` profile of Cargo.toml): process start to the first
 # invocation answered, against the Runtime API stand-in of tests/support/lambda_runtime.rs on
 # 127.0.0.1 (bench/lambda_cold_start.rs), plus the binary's size stripped and zipped (the
 # deployment package). The driver itself is a debug build: it only serves one event and reads
-# the clock; the process measured is the release binary.
+# the clock; the process measured is the Lambda-profile binary.
 #   bash bench/lambda_cold_start.sh [RUNS]        (default 30 runs per event)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 runs="${1:-30}"
 target="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --locked --quiet --bin bootstrap
+cargo build --profile lambda --locked --quiet --bin bootstrap
 cargo build --locked --quiet --example lambda_cold_start
-bin="$target/release/bootstrap"
+bin="$target/lambda/bootstrap"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

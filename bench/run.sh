@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of a release build of `pennyworth serve` on this machine.
+# Benchmark of `pennyworth serve` built with the Lambda profile (Cargo.toml) on this machine.
 #
 #   bash bench/run.sh [--duration SECS] [--warmup SECS] [--rounds N] [--startup-runs N]
 #                     [--rates "R1 R2 .."] [--open-duration SECS] [--open-modes "chat stream health"]
@@ -17,7 +17,8 @@
 # Every measured run also reports CPU use: server, load generator and everything else.
 # Progress goes to stderr; a Markdown summary goes to stdout.
 #
-# Builds with `cargo build --release --bin pennyworth` into $CARGO_TARGET_DIR (default
+# Builds with `cargo build --profile lambda --bin pennyworth` (the optimization production runs)
+# into $CARGO_TARGET_DIR (default
 # $HOME/.cache/pennyworth-bench-target, so the repository's target/ is left alone).
 # Needs python3, curl, wrk (installed with apt-get when missing and running as root) and oha
 # ($OHA, else `oha` on PATH, else $HOME/.cache/oha/bin/oha, else installed there with
@@ -87,9 +88,9 @@ if [[ -n "$RATES" ]]; then
 fi
 
 # --- build -------------------------------------------------------------------------------
-log "building release binary into $CARGO_TARGET_DIR"
-(cd "$REPO" && cargo build --release --bin pennyworth >&2)
-BIN="$CARGO_TARGET_DIR/release/pennyworth"
+log "building the Lambda-profile binary into $CARGO_TARGET_DIR"
+(cd "$REPO" && cargo build --profile lambda --bin pennyworth >&2)
+BIN="$CARGO_TARGET_DIR/lambda/pennyworth"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN" >&2; exit 1; }
 # The commit that was built (the working tree can move on while the benchmark runs).
 tree_state() {

@@ -281,6 +281,10 @@ impl Engine {
                 )));
             }
         };
+        // Path parameters as the client meant them (`carol%40example.com` is `carol@example.com`),
+        // so handlers, policies and error messages see the decoded id.
+        let decoded = crate::router::decode_params(&params).map_err(fail)?;
+        let params: Vec<(&str, &str)> = decoded.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         let mut facts = RequestFacts {
             source_ip: request
                 .extensions()

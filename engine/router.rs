@@ -23,6 +23,53 @@ pub struct Route {
     pub resource: ResourceKind,
 }
 
+/// Percent-decodes path parameters; a parameter that does not decode to UTF-8 is a 400.
+pub fn decode_params<'r, 'p>(
+    params: &[(&'r str, &'p str)],
+) -> Result<Vec<(&'r str, std::borrow::Cow<'p, str>)>, crate::errors::ApiError> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            percent_decode(v).map(|d| (*k, d)).ok_or_else(|| {
+                crate::errors::ApiError::bad_request(
+                    "invalid_path",
+                    format!("path parameter `{k}` is not valid percent-encoded UTF-8"),
+                )
+                .with_param(*k)
+            })
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded (a `%` not followed by two hex digits stays as it is); `None` when
+/// the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(s));
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+}
+
 /// The outcome of matching a request.
 #[derive(Debug)]
 pub enum Match<'r, 'p> {

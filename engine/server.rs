@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -56,6 +57,41 @@ async fn answer(
     engine.handle(Request::from_parts(parts, bytes)).await
 }
 
+/// How [`serve_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection finished (or the drain timeout closed the rest).
+    Drained,
+    /// `abort` resolved during the drain: open connections were cut.
+    Aborted {
+        /// Connections still open when it did.
+        open: usize,
+    },
+}
+
+/// Counts open connections; the guard of each connection decrements it when dropped.
+#[derive(Debug, Clone, Default)]
+struct OpenConnections(Arc<AtomicUsize>);
+
+struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    fn enter(&self) -> ConnectionGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight requests
 /// (up to [`DRAIN_TIMEOUT`]).
 pub async fn serve(
@@ -63,7 +99,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_until(engine, listener, shutdown, std::future::pending())
+        .await
+        .map(|_| ())
+}
+
+/// Like [`serve`], and `abort` (first polled when the drain starts, e.g. a second Ctrl-C)
+/// ends the drain at once.
+pub async fn serve_until(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    abort: impl Future<Output = ()>,
+) -> std::io::Result<Stopped> {
     let graceful = GracefulShutdown::new();
+    let open = OpenConnections::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -88,21 +138,43 @@ pub async fn serve(
                     .header_read_timeout(Duration::from_secs(30))
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
+                let guard = open.enter();
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(guard);
                 });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timeout; closing remaining connections"),
+    let n = open.count();
+    if n > 0 {
+        tracing::info!(
+            connections = n,
+            "shutting down: draining {n} open connection(s) for up to {} s; send the signal again to stop at once",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    } else {
+        tracing::info!("shutting down: no open connections");
     }
-    Ok(())
+    tokio::select! {
+        () = graceful.shutdown() => {
+            tracing::info!("all connections drained");
+            Ok(Stopped::Drained)
+        }
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!(connections = open.count(), "drain timeout; closing remaining connections");
+            Ok(Stopped::Drained)
+        }
+        () = abort => {
+            let open = open.count();
+            tracing::warn!(connections = open, "second signal: closing {open} connection(s) now");
+            Ok(Stopped::Aborted { open })
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -125,5 +197,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown signal received; draining");
 }

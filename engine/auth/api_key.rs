@@ -96,6 +96,12 @@ pub fn hash(full: &str) -> [u8; 32] {
     Sha256::digest(full.as_bytes()).into()
 }
 
+/// True when a credential says it is a Pennyworth key (its prefix), whether or not the rest is
+/// well-formed.
+pub fn claims_to_be_key(credential: &str) -> bool {
+    credential.starts_with(PREFIX)
+}
+
 /// Splits a presented key; `None` when it is not shaped like a Pennyworth key.
 pub fn parse(full: &str) -> Option<PresentedKey<'_>> {
     let rest = full.strip_prefix(PREFIX)?;

@@ -130,6 +130,12 @@ pub async fn authenticate(
     jwt: Option<&jwt::JwtVerifier>,
 ) -> Result<Identity, AuthError> {
     let token = credential(headers)?.ok_or(AuthError::Missing)?;
+    // A `pw-` credential is an API key, well-formed or not (a truncated one is shaped like a
+    // JWT): it is never tried as a token, so the answer is `invalid_api_key`.
+    if api_key::claims_to_be_key(token) && methods.contains(&AuthMethod::ApiKey) {
+        let presented = api_key::parse(token).ok_or(AuthError::Malformed)?;
+        return verify_key(&presented, directory, cache, now()).await;
+    }
     for method in methods {
         match method {
             AuthMethod::ApiKey => {

@@ -14,6 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `eprintln!` that drops the line when stderr is closed instead of panicking.
+macro_rules! eline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "pennyworth",
@@ -23,8 +31,6 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    remote: cli::Remote,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +52,9 @@ enum Command {
         /// Config directory.
         #[arg(long, env = "PENNYWORTH_CONFIG_DIR", default_value = ".")]
         config: PathBuf,
+        /// Fail on warnings too (e.g. a model group that no policy names).
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Create the first admin user and API key in an empty store.
     Init {
@@ -55,52 +64,64 @@ enum Command {
         /// Name of the admin user.
         #[arg(long, default_value = "admin")]
         admin: String,
+        /// Print `{"user":..,"key":..}` instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Log in to the Cognito user pool (password on stdin); tokens are cached for later commands.
-    Login(cli::LoginArgs),
+    Login {
+        #[command(flatten)]
+        args: cli::LoginArgs,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
     /// Forget the cached login.
     Logout,
     /// Show who the gateway thinks you are.
-    Whoami,
+    Whoami {
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
     /// Manage API keys.
-    #[command(subcommand)]
-    Keys(cli::KeysCommand),
+    Keys {
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
     /// Manage users (admins).
-    #[command(subcommand)]
-    Users(cli::UsersCommand),
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("PENNYWORTH_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.compact().init();
-    }
+    Users {
+        #[command(subcommand)]
+        command: cli::UsersCommand,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
 }
 
 fn report_config_errors(dir: &Path, errors: &pennyworth::config::ConfigErrors) {
-    eprintln!(
+    eline!(
         "configuration in `{}` has {} problem(s):",
         dir.display(),
         errors.0.len()
     );
     for e in &errors.0 {
-        eprintln!("  {e}");
+        eline!("  {e}");
     }
 }
 
 fn print_key(user: &str, key: &str) {
-    println!();
-    println!("  Created admin user `{user}` with API key (shown once, store it now):");
-    println!();
-    println!("    {key}");
-    println!();
+    say("");
+    say(format!(
+        "  Created admin user `{user}` with API key (shown once, store it now):"
+    ));
+    say("");
+    say(format!("    {key}"));
+    say("");
+}
+
+/// One line on stdout; a closed stdout drops it instead of panicking.
+fn say(text: impl std::fmt::Display) {
+    cli::output::line(text);
 }
 
 /// The Cognito user pool when `PENNYWORTH_USER_POOL_ID` is set, else the embedded store in
@@ -123,7 +144,7 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     match pennyworth::metrics::Emf::from_env(false) {
         Ok(emf) => pennyworth::metrics::install(emf),
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             return ExitCode::from(2);
         }
     }
@@ -134,10 +155,13 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    for w in pennyworth::config::lint::check_dir(&config) {
+        tracing::warn!("{w}");
+    }
     let (directory, jwt) = match open_directory(&data_dir).await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -145,20 +169,20 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
         Ok(0) => match auth::initialize(directory.as_ref(), "admin").await {
             Ok((user, _, key)) => print_key(&user.username, key.expose()),
             Err(e) => {
-                eprintln!("error: cannot initialize the store: {e}");
+                eline!("error: cannot initialize the store: {e}");
                 return ExitCode::FAILURE;
             }
         },
         Ok(_) => {}
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             return ExitCode::FAILURE;
         }
     }
     let providers = match Providers::build(&compiled, ProviderSettings::default()).await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot set up the model providers: {e}");
+            eline!("error: cannot set up the model providers: {e}");
             return ExitCode::from(2);
         }
     };
@@ -171,17 +195,20 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            eline!("error: cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
-    println!("pennyworth listening on http://{addr}");
+    say(format!("pennyworth listening on http://{addr}"));
     tracing::info!(%addr, config = %config.display(), data_dir = %data_dir.display(), "serving");
-    match server::serve(engine, listener, server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    // A second SIGINT or SIGTERM during the drain stops at once.
+    let abort = async { server::shutdown_signal().await };
+    match server::serve_until(engine, listener, server::shutdown_signal(), abort).await {
+        Ok(server::Stopped::Drained) => ExitCode::SUCCESS,
+        Ok(server::Stopped::Aborted { .. }) => ExitCode::from(130),
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -191,33 +218,49 @@ async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
     let directory = match open_directory(&data_dir).await {
         Ok((d, _)) => d,
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     match auth::initialize(directory.as_ref(), &admin).await {
         Ok((user, _, key)) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"user": user.username, "key": key.expose()})
-                );
+                say(serde_json::json!({"user": user.username, "key": key.expose()}));
             } else {
                 print_key(&user.username, key.expose());
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn check(config: PathBuf) -> ExitCode {
+fn check(config: PathBuf, deny_warnings: bool) -> ExitCode {
     match CompiledConfig::load(&config) {
         Ok(_) => {
-            println!("configuration in `{}` is valid", config.display());
+            let warnings = pennyworth::config::lint::check_dir(&config);
+            for w in &warnings {
+                eline!("warning: {w}");
+            }
+            if deny_warnings && !warnings.is_empty() {
+                eline!(
+                    "configuration in `{}` has {} warning(s) and --deny-warnings is set",
+                    config.display(),
+                    warnings.len()
+                );
+                return ExitCode::FAILURE;
+            }
+            say(format!(
+                "configuration in `{}` is valid{}",
+                config.display(),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} warning(s) above)"),
+                }
+            ));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -232,7 +275,7 @@ fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eline!("error: {e}");
             ExitCode::from(e.code)
         }
     }
@@ -240,14 +283,14 @@ fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    cli::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eline!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -256,15 +299,25 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        } => runtime.block_on(serve(config, data_dir, listen)),
-        Command::Check { config } => check(config),
-        Command::Init { data_dir, admin } => {
-            runtime.block_on(init(data_dir, admin, cli.remote.json))
+        } => {
+            let code = runtime.block_on(serve(config, data_dir, listen));
+            // Cut connections still open after an aborted drain instead of waiting for them.
+            runtime.shutdown_background();
+            code
         }
-        Command::Login(args) => remote(runtime.block_on(cli::login(&cli.remote, args))),
+        Command::Check {
+            config,
+            deny_warnings,
+        } => check(config, deny_warnings),
+        Command::Init {
+            data_dir,
+            admin,
+            json,
+        } => runtime.block_on(init(data_dir, admin, json)),
+        Command::Login { args, remote: r } => remote(runtime.block_on(cli::login(&r, args))),
         Command::Logout => remote(cli::logout()),
-        Command::Whoami => remote(runtime.block_on(cli::whoami(&cli.remote))),
-        Command::Keys(cmd) => remote(runtime.block_on(cli::keys(&cli.remote, cmd))),
-        Command::Users(cmd) => remote(runtime.block_on(cli::users(&cli.remote, cmd))),
+        Command::Whoami { remote: r } => remote(runtime.block_on(cli::whoami(&r))),
+        Command::Keys { command, remote: r } => remote(runtime.block_on(cli::keys(&r, command))),
+        Command::Users { command, remote: r } => remote(runtime.block_on(cli::users(&r, command))),
     }
 }

@@ -3,6 +3,7 @@
 //! scripts; an API error is one line on stderr and a non-zero exit.
 
 pub mod client;
+pub mod logging;
 pub mod login;
 pub mod output;
 
@@ -189,9 +190,9 @@ fn print_issued(remote: &Remote, v: &Value) {
         return;
     }
     output::table(KEY_HEADERS, &key_rows(std::slice::from_ref(v)));
-    println!();
-    println!("Key (shown once, store it now):");
-    println!("{}", output::cell(&v["key"]));
+    output::line("");
+    output::line("Key (shown once, store it now):");
+    output::line(output::cell(&v["key"]));
 }
 
 fn user_rows(items: &[Value]) -> Vec<Vec<String>> {
@@ -289,7 +290,7 @@ pub async fn keys(remote: &Remote, cmd: KeysCommand) -> Result<(), CliError> {
             if remote.json {
                 output::json(&v);
             } else {
-                println!("revoked {id}");
+                output::line(format!("revoked {id}"));
             }
         }
         KeysCommand::Rotate { id } => {
@@ -358,7 +359,7 @@ pub async fn users(remote: &Remote, cmd: UsersCommand) -> Result<(), CliError> {
             if remote.json {
                 output::json(&v);
             } else {
-                println!("deleted {username}");
+                output::line(format!("deleted {username}"));
             }
         }
         UsersCommand::SetPassword { username } => {
@@ -373,7 +374,7 @@ pub async fn users(remote: &Remote, cmd: UsersCommand) -> Result<(), CliError> {
             if remote.json {
                 output::json(&v);
             } else {
-                println!("password set for {username}");
+                output::line(format!("password set for {username}"));
             }
         }
     }
@@ -395,11 +396,11 @@ pub async fn login(remote: &Remote, args: LoginArgs) -> Result<(), CliError> {
             &json!({"user": session.username, "expires_at": session.expires_at, "credentials": path}),
         );
     } else {
-        println!(
+        output::line(format!(
             "logged in as {} (tokens in {})",
             session.username,
             path.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -407,9 +408,9 @@ pub async fn login(remote: &Remote, args: LoginArgs) -> Result<(), CliError> {
 /// `pennyworth logout`.
 pub fn logout() -> Result<(), CliError> {
     if login::logout()? {
-        println!("logged out");
+        output::line("logged out");
     } else {
-        println!("not logged in");
+        output::line("not logged in");
     }
     Ok(())
 }

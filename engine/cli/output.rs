@@ -1,6 +1,13 @@
 //! Human tables by default, JSON with `--json`.
 
 use serde_json::Value;
+use std::io::Write;
+
+/// Writes one line to stdout. A closed stdout (`pennyworth keys list | head -1`) is not an
+/// error worth a panic: the line is dropped.
+pub fn line(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
 
 /// Prints rows under headers, columns aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -12,17 +19,17 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
-    let line = |cells: Vec<String>| {
+    let row_line = |cells: Vec<String>| {
         let padded: Vec<String> = cells
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        line(padded.join("  ").trim_end());
     };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    row_line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
-        line(row.clone());
+        row_line(row.clone());
     }
 }
 
@@ -73,10 +80,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// Pretty JSON.
 pub fn json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+    line(serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod compile;
 mod diag;
+pub mod lint;
 pub mod models;
 pub mod routes;
 

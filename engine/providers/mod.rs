@@ -56,6 +56,11 @@ pub enum ProviderError {
     /// Any other upstream failure.
     #[error("the model provider failed to answer")]
     Upstream,
+    /// The gateway found no credentials for the upstream (AWS: none in the default chain).
+    #[error(
+        "the gateway has no AWS credentials to call Bedrock; its operator must provide them (AWS_PROFILE, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an IAM role)"
+    )]
+    NoCredentials,
 }
 
 impl ProviderError {

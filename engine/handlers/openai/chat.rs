@@ -117,6 +117,12 @@ impl From<ProviderError> for ApiError {
                 message,
             )
             .with_header(SHOULD_RETRY.clone(), HeaderValue::from_static("false")),
+            ProviderError::NoCredentials => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::ServerError,
+                "upstream_credentials_missing",
+                message,
+            ),
         }
     }
 }

@@ -47,6 +47,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let mapped = match e {
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if no_credentials(e) => {
+            ProviderError::NoCredentials
+        }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             classify(se.err().code(), Some(status), se.err().message())
@@ -91,9 +94,57 @@ pub fn from_stream_error(
     mapped
 }
 
+/// What the AWS credential providers say when they find nothing (the `Display` texts of
+/// `aws_credential_types::provider::error::CredentialsError`). The SDK reports a failed
+/// credential lookup as a dispatch failure whose source chain holds one of these.
+const CREDENTIAL_FAILURES: &[&str] = &[
+    "the credential provider was not enabled",
+    "credentials provider timed out",
+    "the credentials provider was not properly configured",
+    "an error occurred while loading credentials",
+    "unexpected credentials error",
+];
+
+/// True when the call failed before it was sent because no AWS credentials could be loaded.
+fn no_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if CREDENTIAL_FAILURES.iter().any(|f| text.starts_with(f)) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// The error and its sources on one line (`dispatch failure: other: ...`), without the SDK's
+/// `Debug` dump of the whole error tree.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(err) = next {
+        let text = err.to_string();
+        // Wrappers often repeat their source's text.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = err.source();
+    }
+    out
+}
+
 fn log(alias: &str, mapped: &ProviderError, e: &(dyn std::error::Error + 'static)) {
-    let detail = aws_sdk_bedrockruntime::error::DisplayErrorContext(e);
+    let detail = chain(e);
     match mapped {
+        ProviderError::NoCredentials => {
+            tracing::error!(
+                model = alias,
+                error = %detail,
+                "no AWS credentials for Bedrock: set AWS_PROFILE (with `aws configure` or `aws sso login`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an IAM role"
+            );
+        }
         ProviderError::UpstreamValidation(_) => {
             tracing::info!(model = alias, error = %detail, "bedrock rejected the request");
         }
@@ -107,6 +158,50 @@ fn log(alias: &str, mapped: &ProviderError, e: &(dyn std::error::Error + 'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error with a message and an optional source, like the SDK's wrappers.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn missing_credentials_found_anywhere_in_the_chain() {
+        let e = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "other",
+                Some(Box::new(Layer(
+                    "the credential provider was not enabled",
+                    Some(Box::new(Layer(
+                        "no providers in chain provided credentials",
+                        None,
+                    ))),
+                ))),
+            ))),
+        );
+        assert!(no_credentials(&e));
+        assert_eq!(
+            chain(&e),
+            "dispatch failure: other: the credential provider was not enabled: no providers in chain provided credentials"
+        );
+        let refused = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer("connection refused", None))),
+        );
+        assert!(!no_credentials(&refused));
+        assert_eq!(chain(&refused), "dispatch failure: connection refused");
+    }
 
     #[test]
     fn codes_and_statuses() {

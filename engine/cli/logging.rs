@@ -1,0 +1,148 @@
+//! Log output of the `pennyworth` command (stderr).
+//!
+//! - Colours only when stderr is a terminal (and `NO_COLOR` is unset), so a log piped to a
+//!   file or `tee` has no escape codes.
+//! - A failed write (a dead pipe after `serve 2>&1 | tee log` and Ctrl-C) is dropped silently:
+//!   the default reports it with `eprintln!`, which panics when stderr is that same dead pipe.
+//! - In text lines a plain string value is written bare (`request_id=req_1a`), the way a
+//!   `Display` value is, so the same field looks the same in every line whichever way the code
+//!   recorded it; a value with spaces, quotes or other punctuation stays quoted.
+
+use std::fmt;
+use std::io::IsTerminal;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+
+/// Installs the global subscriber: `PENNYWORTH_LOG` filter (default `info`), text or JSON
+/// (`PENNYWORTH_LOG_FORMAT=json`) on stderr.
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_env("PENNYWORTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("PENNYWORTH_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colours(std::io::stderr().is_terminal()))
+        .log_internal_errors(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().fmt_fields(PlainFields).init();
+    }
+}
+
+/// Whether to colour output going to a terminal (`terminal`), honouring `NO_COLOR`.
+pub fn colours(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Field formatter of text lines: [`DefaultVisitor`], with plain strings unquoted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainFields;
+
+impl<'w> MakeVisitor<Writer<'w>> for PlainFields {
+    type Visitor = PlainVisitor<'w>;
+
+    fn make_visitor(&self, target: Writer<'w>) -> Self::Visitor {
+        PlainVisitor(DefaultVisitor::new(target, true))
+    }
+}
+
+/// See [`PlainFields`].
+#[derive(Debug)]
+pub struct PlainVisitor<'w>(DefaultVisitor<'w>);
+
+/// A string that reads the same with or without quotes: an id, a path, a name.
+fn is_plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '@' | '+'))
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() != "message" && is_plain(value) {
+            self.0.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.0.record_str(field, value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.record_error(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.record_debug(field, value);
+    }
+}
+
+impl VisitOutput<fmt::Result> for PlainVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.0.finish()
+    }
+}
+
+impl VisitFmt for PlainVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        self.0.writer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn str_and_display_fields_look_the_same() {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .compact()
+            .fmt_fields(PlainFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let id = "req_00ab";
+            tracing::info!(request_id = %id, "display");
+            tracing::info!(request_id = id, note = "two words", "str");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert!(line.contains("request_id=req_00ab"), "{line}");
+            assert!(!line.contains("request_id=\""), "{line}");
+        }
+        assert!(lines[1].contains("note=\"two words\""), "{text}");
+        assert!(!text.contains('\u{1b}'), "no escape codes: {text}");
+    }
+
+    #[test]
+    fn plain_values() {
+        assert!(is_plain("req_00ab"));
+        assert!(is_plain("/v1/chat/completions"));
+        assert!(is_plain("carol@example.com"));
+        assert!(!is_plain(""));
+        assert!(!is_plain("a b"));
+        assert!(!is_plain("say \"hi\""));
+        assert!(!is_plain("x=1"));
+    }
+}
