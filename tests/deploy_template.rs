@@ -236,7 +236,13 @@ fn api_has_one_stage_and_json_access_logs_without_secrets() {
     }
     let group = props(&template, "ApiAccessLogGroup");
     assert_eq!(group["RetentionInDays"].as_u64(), Some(14));
-    // API Gateway needs the account's CloudWatch role; retained, since other APIs share it.
+    // API Gateway needs the account's CloudWatch role before a stage may log (the API refers
+    // to it, which orders them); retained, since other APIs share it.
+    let description = serde_json::to_string(&api["Description"]).expect("json");
+    assert!(
+        description.contains("${ApiGatewayAccount}"),
+        "the API is not ordered after the account's logging role: {description}"
+    );
     for r in ["ApiGatewayAccount", "ApiGatewayLogsRole"] {
         assert_eq!(
             template["Resources"][r]["DeletionPolicy"].as_str(),
