@@ -289,3 +289,35 @@ fn deploy_step_passes_the_documented_secrets_to_the_script() {
         "renamed ROUTE53_HOSTED_ZONE_ID"
     );
 }
+
+/// SAM's cargo-lambda build uses the release profile; the workflow's `CARGO_PROFILE_RELEASE_*`
+/// variables make it the `[profile.lambda]` of Cargo.toml, and must say what that profile says.
+#[test]
+fn sam_build_uses_the_lambda_profile_settings() {
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let build = steps(&deploy)
+        .iter()
+        .find(|s| s["name"].as_str() == Some("sam build"))
+        .expect("a `sam build` step");
+    let env = &build["env"];
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let lambda = cargo
+        .split("[profile.lambda]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [profile.lambda] section");
+    let value = |key: &str| {
+        lambda
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("[profile.lambda] sets no `{key}`"))
+    };
+    for (var, key) in [
+        ("CARGO_PROFILE_RELEASE_LTO", "lto"),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "codegen-units"),
+        ("CARGO_PROFILE_RELEASE_STRIP", "strip"),
+    ] {
+        assert_eq!(env[var].as_str(), Some(value(key).as_str()), "{var}");
+    }
+}
