@@ -19,6 +19,10 @@ async fn post(h: &Harness, path: &str, key: Option<&str>, body: Value) -> (u16, 
         .method("POST")
         .uri(path)
         .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
         .header("content-type", "application/json")
         .header("x-claude-code-session-id", "session-1");
     if let Some(k) = key {
@@ -328,6 +332,32 @@ async fn count_tokens_and_model_list() {
     assert_eq!(status, 200);
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert!(v["input_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
+    // Claude: Bedrock's CountTokens, on the base model id (not the inference profile).
+    let r = &h.server.recorded()[0];
+    assert_eq!(r.operation(), "count-tokens");
+    assert_eq!(r.model(), "anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_eq!(
+        r.body["input"]["converse"]["messages"][0]["content"][0]["text"],
+        "count these words please"
+    );
+    let expected = r.body["input"]["converse"].to_string().len().div_ceil(4);
+    assert_eq!(v["input_tokens"], expected);
+    // Another model: the estimate, marked as such.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/v1/messages/count_tokens")
+        .header("x-api-key", h.dir.key("user"))
+        .body(Bytes::from(
+            json!({"model": "nova", "messages": [{"role": "user", "content": "count these words please"}]})
+                .to_string(),
+        ))
+        .expect("request");
+    let (status, headers, body) = common::send(&h.engine, req).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-pennyworth-estimate"], "true");
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    // 24 characters: 6 tokens.
+    assert_eq!(v["input_tokens"], 6, "{v}");
 
     let req = http::Request::builder()
         .method("GET")
@@ -364,6 +394,12 @@ const CAPABILITY_MODELS: &str = r#"
     region: us-east-1
     groups: [standard]
     cache: { system: true, tools: true }
+  betas:
+    provider: bedrock
+    upstream: us.anthropic.claude-sonnet-4-5-20250929-v1:0
+    region: us-east-1
+    groups: [standard]
+    betas: [interleaved-thinking-2025-05-14, context-1m-2025-08-07]
   profile:
     provider: bedrock
     upstream: arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123
@@ -416,6 +452,19 @@ async fn capabilities_refuse_before_bedrock_and_shape_the_call() {
     assert_eq!(
         r.body["toolConfig"]["tools"][1],
         json!({"cachePoint": {"type": "default"}})
+    );
+
+    // Only the alias's allowed beta flags reach Bedrock.
+    h.server.clear();
+    let (status, _) = post_json(
+        &h,
+        json!({"model": "betas", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        h.server.recorded()[0].body["additionalModelRequestFields"],
+        json!({"anthropic_beta": ["interleaved-thinking-2025-05-14"]})
     );
 
     // An application inference profile declared to reason with a budget; no cache points

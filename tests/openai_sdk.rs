@@ -380,6 +380,8 @@ fn check_bedrock_calls(recorded: &[bedrock_server::Recorded]) {
         assert!(
             [
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                // CountTokens takes the base model id.
+                "anthropic.claude-sonnet-4-5-20250929-v1:0",
                 "amazon.titan-embed-text-v2:0"
             ]
             .contains(&r.model()),

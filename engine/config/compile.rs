@@ -40,6 +40,8 @@ pub struct ModelRuntime {
     pub context_tokens: Option<u32>,
     /// Cache points the gateway adds when a request brings none.
     pub cache: crate::config::models::CacheSpec,
+    /// Anthropic beta flags forwarded when a client sends them.
+    pub betas: Vec<String>,
 }
 
 impl ModelRuntime {
@@ -281,6 +283,7 @@ impl CompiledConfig {
                         capabilities,
                         context_tokens: spec.limits.context_tokens,
                         cache: spec.cache.clone(),
+                        betas: spec.betas.clone(),
                         upstream_settings,
                         fallbacks: spec.fallbacks.clone(),
                     },

@@ -150,6 +150,10 @@ pub struct ModelSpec {
     /// What the model can serve (defaults from the model family).
     #[serde(default)]
     pub capabilities: CapabilitiesSpec,
+    /// Anthropic beta flags (`anthropic-beta`) forwarded to Bedrock when a client sends them
+    /// (Claude aliases; every other flag is dropped).
+    #[serde(default)]
+    pub betas: Vec<String>,
     /// Cache points the gateway adds when a request brings none (models with prompt caching).
     #[serde(default)]
     pub cache: CacheSpec,

@@ -174,7 +174,7 @@ pub async fn run(
             anthropic::messages::create(&ctx, *request).await
         }
         (HandlerKind::CountTokens, Prepared::CountTokens(request)) => {
-            anthropic::count_tokens(&ctx, *request)
+            anthropic::count_tokens(&ctx, *request).await
         }
         (HandlerKind::KeysCreate, Prepared::KeyCreate(body)) => {
             admin::keys::create(&ctx, body).await

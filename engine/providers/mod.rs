@@ -105,6 +105,16 @@ pub trait Provider: Send + Sync {
         request: &Request,
     ) -> Result<EventStream, ProviderError>;
 
+    /// The prompt tokens of `request` as the provider counts them, or `None` when it offers
+    /// no count (the caller estimates).
+    async fn count_tokens(
+        &self,
+        _model: &ModelRuntime,
+        _request: &Request,
+    ) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
+
     /// Embeddings of the request's inputs.
     async fn embed(
         &self,

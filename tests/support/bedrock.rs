@@ -339,6 +339,13 @@ fn embedding_reply(body: &Value) -> Reply {
     }
 }
 
+/// A CountTokens answer: one token per four characters of the request's JSON (a stand-in
+/// rule, deterministic for tests), refused for an inference profile id as Bedrock does.
+fn count_reply(body: &Value) -> Reply {
+    let n = body["input"]["converse"].to_string().len().div_ceil(4);
+    Reply::Converse(json!({"inputTokens": n}))
+}
+
 /// Bedrock's documented request rules the mapping must respect; `Some(why)` when one is
 /// broken (answered as a `ValidationException`).
 pub fn validate(body: &Value) -> Option<String> {
@@ -588,6 +595,7 @@ impl BedrockServer {
                             let model = recorded.model().to_string();
                             let stream = recorded.operation() == "converse-stream";
                             let invoke = recorded.operation() == "invoke";
+                            let count = recorded.operation() == "count-tokens";
                             let body = recorded.body.clone();
                             if !s.no_record {
                                 s.recorded.push(recorded);
@@ -597,7 +605,15 @@ impl BedrockServer {
                                 .get_mut(&model)
                                 .and_then(VecDeque::pop_front)
                                 .or_else(|| s.scripts.get_mut("*").and_then(VecDeque::pop_front));
-                            let refused = (!invoke).then(|| validate(&body)).flatten();
+                            let refused = if invoke {
+                                None
+                            } else if count && model.split('.').count() > 2 {
+                                Some(format!("The provided model identifier is invalid: {model}"))
+                            } else if count {
+                                validate(&body["input"]["converse"])
+                            } else {
+                                validate(&body)
+                            };
                             match (scripted, &s.defaults) {
                                 _ if refused.is_some() => Reply::error(
                                     400,
@@ -613,6 +629,7 @@ impl BedrockServer {
                                     }
                                 }
                                 (None, None) if invoke => embedding_reply(&body),
+                                (None, None) if count => count_reply(&body),
                                 (None, None) => match &s.prefer {
                                     Some(p) => preferred_reply(&body, stream, p),
                                     None => default_reply(&body, stream),

@@ -77,7 +77,16 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
     let session = ctx
         .header("x-claude-code-session-id")
         .map(|s| s.chars().take(128).collect::<String>());
-    let core = request.to_core(session)?;
+    let mut core = request.to_core(session)?;
+    core.betas = ctx
+        .header("anthropic-beta")
+        .map(|h| {
+            h.split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let id = message_id();
 
     if !request.is_stream() {
@@ -122,29 +131,22 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }}),
     );
-    let body = futures_util::stream::once(async move { Ok::<Bytes, BoxError>(start) }).chain(
-        futures_util::stream::unfold(Some((events, state)), |st| async move {
-            let (mut events, mut state) = st?;
-            loop {
-                match tokio::time::timeout(PING_INTERVAL, events.next()).await {
-                    Err(_) => {
-                        let ping = sse("ping", &json!({"type": "ping"}));
-                        return Some((Ok::<Bytes, BoxError>(ping), Some((events, state))));
-                    }
-                    Ok(item) => {
-                        let last = matches!(item, None | Some(Err(_)));
-                        let bytes = state.on_event(item);
-                        if state.ended || last {
-                            return bytes.map(|b| (Ok(b), None));
-                        }
-                        if let Some(b) = bytes {
-                            return Some((Ok(b), Some((events, state))));
-                        }
-                    }
-                }
-            }
-        }),
-    );
+    let rendered = events
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }))
+        .scan(state, |state, event| {
+            let out = if state.ended {
+                None
+            } else {
+                Some(state.on_event(event))
+            };
+            async move { out }
+        })
+        .filter_map(|b| async move { b });
+    let ping = sse("ping", &json!({"type": "ping"}));
+    let body = futures_util::stream::once(async move { start })
+        .chain(keep_alive(rendered, PING_INTERVAL, ping))
+        .map(Ok::<Bytes, BoxError>);
     let mut response = Response::new(Body::stream(body));
     let h = response.headers_mut();
     h.insert(
@@ -153,6 +155,28 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// `inner`, with `ping` sent whenever it has been silent for `every`.
+pub fn keep_alive<S>(
+    inner: S,
+    every: Duration,
+    ping: Bytes,
+) -> impl futures_util::Stream<Item = Bytes>
+where
+    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+{
+    futures_util::stream::unfold(Some(Box::pin(inner)), move |state| {
+        let ping = ping.clone();
+        async move {
+            let mut inner = state?;
+            match tokio::time::timeout(every, inner.next()).await {
+                Err(_) => Some((ping, Some(inner))),
+                Ok(Some(b)) => Some((b, Some(inner))),
+                Ok(None) => None,
+            }
+        }
+    })
 }
 
 /// One SSE event.
@@ -309,4 +333,24 @@ pub fn error_event(e: &ApiError) -> Bytes {
     let body: Value = serde_json::from_slice(&e.body_bytes_in(Dialect::Anthropic))
         .unwrap_or_else(|_| json!({"type": "error"}));
     sse("error", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_fill_silences_and_stop_with_the_stream() {
+        let inner = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            Bytes::from_static(b"late")
+        })
+        .chain(futures_util::stream::once(async {
+            Bytes::from_static(b"next")
+        }));
+        let out: Vec<Bytes> = keep_alive(inner, PING_INTERVAL, Bytes::from_static(b"ping"))
+            .collect()
+            .await;
+        assert_eq!(out, ["ping", "ping", "late", "next"]);
+    }
 }

@@ -10,23 +10,42 @@ use crate::errors::ApiError;
 use http::{Response, StatusCode};
 use serde_json::json;
 
-/// `POST /v1/messages/count_tokens`: an estimate (about four characters a token of the
-/// system prompt, messages and tool definitions); Bedrock's CountTokens is not called.
-pub fn count_tokens(
+/// `POST /v1/messages/count_tokens`: the provider's count where it has one (Bedrock's
+/// CountTokens for Claude), else an estimate (about four characters a token of the system
+/// prompt, messages and tool definitions), marked with `x-pennyworth-estimate: true`.
+pub async fn count_tokens(
     ctx: &Ctx<'_>,
     request: types::MessagesRequest,
 ) -> Result<Response<Body>, ApiError> {
-    if ctx.engine.model(&request.model).is_none() {
+    let Some(model) = ctx.engine.model(&request.model) else {
         return Err(ApiError::not_found(
             "model_not_found",
             format!("the model `{}` does not exist", request.model),
         )
         .with_param("model"));
-    }
+    };
     let core = request.to_core(None)?;
-    let chars = request.prompt_chars(&core);
-    json(
-        StatusCode::OK,
-        &json!({"input_tokens": crate::usage::estimate_tokens(chars)}),
+    let provider = ctx.engine.providers().get(model.provider)?;
+    let counted = tokio::time::timeout(
+        model.upstream_settings.timeout,
+        provider.count_tokens(model, &core),
     )
+    .await
+    .unwrap_or(Err(crate::providers::ProviderError::Timeout));
+    let (tokens, estimated) = match counted {
+        Ok(Some(n)) => (n, false),
+        Ok(None) => (
+            crate::usage::estimate_tokens(request.prompt_chars(&core)),
+            true,
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let mut response = json(StatusCode::OK, &json!({"input_tokens": tokens}))?;
+    if estimated {
+        response.headers_mut().insert(
+            "x-pennyworth-estimate",
+            http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }

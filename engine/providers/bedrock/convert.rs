@@ -511,6 +511,14 @@ pub fn to_converse(
     {
         additional.insert("top_k".into(), serde_json::json!(k));
     }
+    let betas: Vec<&String> = request
+        .betas
+        .iter()
+        .filter(|b| model.betas.contains(b))
+        .collect();
+    if !betas.is_empty() {
+        additional.insert("anthropic_beta".into(), serde_json::json!(betas));
+    }
     if !additional.is_empty() {
         parts.additional_fields = Some(to_document(&serde_json::Value::Object(additional)));
     }

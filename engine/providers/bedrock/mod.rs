@@ -224,6 +224,40 @@ impl Provider for Bedrock {
         Ok(response::event_stream(out.stream, &model.alias))
     }
 
+    /// Bedrock's CountTokens for Claude models (the others have none), on the base model id
+    /// (CountTokens takes no cross-region inference profile).
+    async fn count_tokens(
+        &self,
+        model: &ModelRuntime,
+        request: &Request,
+    ) -> Result<Option<u64>, ProviderError> {
+        if !model.upstream.contains("anthropic.claude") {
+            return Ok(None);
+        }
+        let client = self.client(model)?;
+        let p = convert::to_converse(request, model)?;
+        let base = model
+            .upstream
+            .split_once("anthropic.")
+            .map_or(model.upstream.as_str(), |(_, rest)| rest);
+        let input = aws_sdk_bedrockruntime::types::ConverseTokensRequest::builder()
+            .set_system((!p.system.is_empty()).then_some(p.system))
+            .set_messages(Some(p.messages))
+            .set_tool_config(p.tool_config)
+            .set_additional_model_request_fields(p.additional_fields)
+            .build();
+        let out = client
+            .count_tokens()
+            .model_id(format!("anthropic.{base}"))
+            .input(aws_sdk_bedrockruntime::types::CountTokensInput::Converse(
+                input,
+            ))
+            .send()
+            .await
+            .map_err(|e| errors::from_sdk(&e, &model.alias))?;
+        Ok(u64::try_from(out.input_tokens).ok())
+    }
+
     async fn embed(
         &self,
         model: &ModelRuntime,
