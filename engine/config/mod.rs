@@ -6,6 +6,7 @@
 
 pub mod compile;
 mod diag;
+pub mod mcp;
 pub mod models;
 pub mod routes;
 

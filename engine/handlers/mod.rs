@@ -5,6 +5,7 @@
 //! authorization, [`run`] answers after it.
 
 pub mod admin;
+pub mod mcp;
 pub mod meta;
 pub mod openai;
 
@@ -37,6 +38,8 @@ pub struct Ctx<'a> {
     pub target: &'a Target,
     /// The query string.
     pub query: Option<&'a str>,
+    /// The request headers (the MCP endpoint reads its protocol headers).
+    pub headers: &'a http::HeaderMap,
 }
 
 impl Ctx<'_> {
@@ -68,6 +71,8 @@ pub enum Prepared {
     UserUpdate(admin::users::UpdateUser),
     /// `POST /v1/admin/users/{username}/password`.
     PasswordSet(admin::users::SetPassword),
+    /// `POST /v1/mcp`: the raw body; the handler answers malformed JSON-RPC itself.
+    Mcp(Bytes),
 }
 
 impl Prepared {
@@ -112,7 +117,9 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         HandlerKind::Embeddings => {
             Prepared::Embeddings(Box::new(openai::embeddings::EmbeddingRequest::parse(body)?))
         }
+        HandlerKind::Mcp => Prepared::Mcp(body.clone()),
         HandlerKind::Health
+        | HandlerKind::OauthProtectedResource
         | HandlerKind::Version
         | HandlerKind::Whoami
         | HandlerKind::ListModels
@@ -165,6 +172,8 @@ pub async fn run(
         (HandlerKind::UsersSetPassword, Prepared::PasswordSet(body)) => {
             admin::users::set_password(&ctx, body).await
         }
+        (HandlerKind::Mcp, Prepared::Mcp(body)) => mcp::handle(&ctx, &body).await,
+        (HandlerKind::OauthProtectedResource, _) => mcp::metadata(&ctx),
         (handler, _) => Err(ApiError::internal(&format!(
             "handler `{}` reached without its parsed body",
             handler.as_str()
