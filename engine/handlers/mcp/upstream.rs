@@ -376,7 +376,13 @@ impl Upstream {
                         .cloned(),
                 );
             }
-            if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
+            // A server's own positive `ttlMs` shortens the configured reuse; 0 ("do not
+            // cache") does not turn the gateway's cache off, which `ttl_ms: 0` does.
+            if let Some(ms) = result
+                .get("ttlMs")
+                .and_then(Value::as_u64)
+                .filter(|ms| *ms > 0)
+            {
                 ttl = ttl.min(Duration::from_millis(ms));
             }
             cursor = result
