@@ -504,39 +504,33 @@ pub fn messages(r: reqwest::Response, deadline: Instant) -> Messages {
     .boxed()
 }
 
-/// Moves every complete SSE event's JSON out of `buf`.
+/// Moves every complete SSE event's JSON out of `buf`. Events are split on bytes, so a
+/// character split across chunks is decoded only once it is whole; carriage returns only
+/// end lines in SSE (JSON escapes them), so they are dropped.
 fn drain_events(buf: &mut Vec<u8>, out: &mut VecDeque<Result<Value, UpstreamError>>, at_end: bool) {
-    let text = String::from_utf8_lossy(buf).replace("\r\n", "\n");
-    let mut rest = text.as_str();
-    let mut consumed_all = false;
+    buf.retain(|b| *b != b'\r');
+    let mut start = 0;
     loop {
-        let (event, tail) = match rest.find("\n\n") {
-            Some(i) => (&rest[..i], &rest[i + 2..]),
-            None if at_end => {
-                consumed_all = true;
-                (rest, "")
-            }
+        let end = match buf[start..].windows(2).position(|w| w == b"\n\n") {
+            Some(i) => start + i,
+            None if at_end && start < buf.len() => buf.len(),
             None => break,
         };
+        let event = String::from_utf8_lossy(&buf[start..end]);
         let data: Vec<&str> = event
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect();
         if !data.is_empty() {
-            match serde_json::from_str::<Value>(&data.join("\n")) {
-                Ok(v) => out.push_back(Ok(v)),
-                Err(_) => out.push_back(Err(UpstreamError::BadResponse(
-                    "an SSE event is not JSON".into(),
-                ))),
-            }
+            out.push_back(
+                serde_json::from_str::<Value>(&data.join("\n"))
+                    .map_err(|_| UpstreamError::BadResponse("an SSE event is not JSON".into())),
+            );
         }
-        rest = tail;
-        if consumed_all || rest.is_empty() {
-            break;
-        }
+        start = (end + 2).min(buf.len());
     }
-    *buf = rest.as_bytes().to_vec();
+    buf.drain(..start);
 }
 
 /// True when `m` is the response to `id`.
@@ -593,6 +587,22 @@ mod tests {
         drain_events(&mut buf, &mut out, false);
         assert_eq!(out.len(), 2);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn sse_character_split_across_chunks() {
+        let text = "data: {\"t\":\"é\"}\n\n".as_bytes();
+        let cut = text.iter().position(|b| *b >= 0x80).expect("multibyte") + 1;
+        let mut buf = text[..cut].to_vec();
+        let mut out = VecDeque::new();
+        drain_events(&mut buf, &mut out, false);
+        assert!(out.is_empty());
+        buf.extend_from_slice(&text[cut..]);
+        drain_events(&mut buf, &mut out, true);
+        assert_eq!(
+            out.pop_front().and_then(Result::ok),
+            Some(json!({"t": "é"}))
+        );
     }
 
     #[test]
