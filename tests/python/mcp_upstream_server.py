@@ -9,9 +9,11 @@ Prints `ready` once it accepts connections.
 
 import asyncio
 import sys
+from typing import Annotated
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 
 def main() -> None:
@@ -29,6 +31,11 @@ def main() -> None:
     def shout(text: str) -> str:
         """Upper-cases a text."""
         return text.upper()
+
+    @server.tool()
+    def locate(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], query: str) -> str:
+        """Answers where a query runs; `region` must arrive as the Mcp-Param-Region header too (2026-07-28)."""
+        return f"{query} in {region}"
 
     @server.tool()
     async def slow(seconds: float, ctx: Context) -> str:

@@ -66,6 +66,9 @@ async def admin_checks(mode: str, version: str) -> None:
 
         added = await c.call_tool("up__add", {"a": 2, "b": 3})
         assert not added.is_error and text(added) == "5", added
+        assert "x-mcp-header" not in str(tools["up__locate"].input_schema), tools["up__locate"]
+        located = await c.call_tool("up__locate", {"region": "eu-west-1", "query": "q"})
+        assert not located.is_error and text(located) == "q in eu-west-1", located
         shouted = await c.call_tool("old__shout", {"text": "quiet"})
         assert text(shouted) == "QUIET", shouted
 

@@ -7,6 +7,7 @@ mod builtin;
 pub mod jsonrpc;
 mod tools;
 pub mod upstream;
+mod wire;
 
 use super::Ctx;
 use crate::body::Body;

@@ -76,6 +76,9 @@ pub async fn list(ctx: &Ctx<'_>, identity: &Identity, era: Era) -> Value {
             let mut t = t.clone();
             if let Value::Object(m) = &mut t {
                 m.insert("name".into(), Value::String(exposed));
+                if let Some(schema) = m.get_mut("inputSchema") {
+                    super::wire::strip_param_headers(schema);
+                }
             }
             tools.push(t);
         }
@@ -263,6 +266,8 @@ async fn forward(
 ) -> Response<Body> {
     let id = call.id.clone();
     let server = up.name().to_string();
+    let until = deadline(ctx, &up);
+    let extra = up.param_headers(&tool, &args, until).await;
     let mut params = Map::new();
     params.insert("name".into(), Value::String(tool));
     params.insert("arguments".into(), Value::Object(args));
@@ -273,8 +278,7 @@ async fn forward(
     {
         params.insert("_meta".into(), json!({"progressToken": token}));
     }
-    let until = deadline(ctx, &up);
-    let (uid, response) = match up.request("tools/call", params, until).await {
+    let (uid, response) = match up.request("tools/call", params, &extra, until).await {
         Ok(r) => r,
         Err(e) => {
             record.finish(e.label());

@@ -4,12 +4,12 @@
 //! and their tool lists cached per `ttl_ms` (or the server's shorter `ttlMs`).
 
 use super::jsonrpc::{self, INTERNAL_ERROR, META_CAPABILITIES, META_VERSION, MODERN, RpcError};
+use super::wire::header_safe;
+pub use super::wire::{Messages, is_response_to, is_sse, messages};
 use crate::config::mcp::{HeaderSource, McpServer, UpstreamProtocol};
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -106,9 +106,6 @@ struct CachedTools {
     tools: Arc<Vec<Value>>,
 }
 
-/// A stream of JSON-RPC messages from one upstream answer.
-pub type Messages = BoxStream<'static, Result<Value, UpstreamError>>;
-
 /// One upstream MCP server and what the gateway remembers of it.
 pub struct Upstream {
     /// Its config.
@@ -193,6 +190,7 @@ impl Upstream {
         method: &str,
         id: Option<&str>,
         mut params: Map<String, Value>,
+        extra: &[(http::HeaderName, HeaderValue)],
         deadline: Instant,
     ) -> Result<reqwest::Response, UpstreamError> {
         let base = self.headers.as_ref().map_err(Clone::clone)?;
@@ -220,6 +218,9 @@ impl Upstream {
                     );
                 }
                 req = req.header("mcp-method", method);
+                for (name, value) in extra {
+                    req = req.header(name, value);
+                }
                 if let Some(name) = params.get("name").and_then(Value::as_str) {
                     req = req.header("mcp-name", header_safe(name));
                 }
@@ -272,6 +273,7 @@ impl Upstream {
                 "server/discover",
                 Some(&id),
                 Map::new(),
+                &[],
                 deadline,
             )
             .await?;
@@ -296,7 +298,7 @@ impl Upstream {
         });
         let params = params.as_object().cloned().unwrap_or_default();
         let r = self
-            .post(None, "initialize", Some(&id), params, deadline)
+            .post(None, "initialize", Some(&id), params, &[], deadline)
             .await?;
         let sid = r
             .headers()
@@ -321,6 +323,7 @@ impl Upstream {
                 "notifications/initialized",
                 None,
                 Map::new(),
+                &[],
                 deadline,
             )
             .await?;
@@ -333,13 +336,14 @@ impl Upstream {
         &self,
         method: &str,
         params: Map<String, Value>,
+        extra: &[(http::HeaderName, HeaderValue)],
         deadline: Instant,
     ) -> Result<(String, reqwest::Response), UpstreamError> {
         for attempt in 0..2 {
             let s = self.session(deadline).await?;
             let id = self.next_id();
             let r = self
-                .post(Some(&s), method, Some(&id), params.clone(), deadline)
+                .post(Some(&s), method, Some(&id), params.clone(), extra, deadline)
                 .await?;
             if r.status() == http::StatusCode::NOT_FOUND && s.id.is_some() && attempt == 0 {
                 tracing::info!(server = %self.spec.name, "upstream MCP session expired; negotiating again");
@@ -349,6 +353,25 @@ impl Upstream {
             return Ok((id, r));
         }
         Err(UpstreamError::Status(404))
+    }
+
+    /// The `Mcp-Param-*` headers a call of `tool` needs (2026-07-28 `x-mcp-header`), from the
+    /// tool list (fetched when not cached; without it, none).
+    pub async fn param_headers(
+        &self,
+        tool: &str,
+        args: &Map<String, Value>,
+        deadline: Instant,
+    ) -> Vec<(http::HeaderName, HeaderValue)> {
+        let Ok(tools) = self.tools(deadline).await else {
+            return Vec::new();
+        };
+        tools
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+            .and_then(|t| t.get("inputSchema"))
+            .map(|schema| super::wire::param_headers(schema, args))
+            .unwrap_or_default()
     }
 
     /// The server's tools, from the cache while fresh.
@@ -367,7 +390,7 @@ impl Upstream {
             if let Some(c) = &cursor {
                 params.insert("cursor".into(), Value::String(c.clone()));
             }
-            let (id, r) = self.request("tools/list", params, deadline).await?;
+            let (id, r) = self.request("tools/list", params, &[], deadline).await?;
             let result = final_result(r, &id, deadline).await?;
             if let Some(list) = result.get("tools").and_then(Value::as_array) {
                 tools.extend(
@@ -402,141 +425,6 @@ impl Upstream {
         }
         Ok(tools)
     }
-}
-
-/// Header-safe text: as is when plain ASCII, else the `=?base64?...?=` form.
-fn header_safe(v: &str) -> String {
-    use base64::Engine as _;
-    let plain = !v.is_empty()
-        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && v.trim() == v
-        && !(v.starts_with("=?base64?") && v.ends_with("?="));
-    if plain {
-        v.to_string()
-    } else {
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
-        )
-    }
-}
-
-/// True when the answer is an SSE stream.
-pub fn is_sse(r: &reqwest::Response) -> bool {
-    r.headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
-/// The JSON-RPC messages of an answer: one for JSON, every `data:` event for SSE. Fails with
-/// the HTTP status when it is an error without a JSON-RPC body.
-pub fn messages(r: reqwest::Response, deadline: Instant) -> Messages {
-    let status = r.status();
-    let sse = is_sse(&r);
-    struct State {
-        r: reqwest::Response,
-        buf: Vec<u8>,
-        pending: VecDeque<Result<Value, UpstreamError>>,
-        done: bool,
-        sse: bool,
-        status: http::StatusCode,
-    }
-    let state = State {
-        r,
-        buf: Vec::new(),
-        pending: VecDeque::new(),
-        done: false,
-        sse,
-        status,
-    };
-    futures_util::stream::unfold(state, move |mut st| async move {
-        loop {
-            if let Some(m) = st.pending.pop_front() {
-                return Some((m, st));
-            }
-            if st.done {
-                return None;
-            }
-            match tokio::time::timeout_at(deadline, st.r.chunk()).await {
-                Err(_) => {
-                    st.done = true;
-                    st.pending.push_back(Err(UpstreamError::Timeout));
-                }
-                Ok(Err(e)) => {
-                    st.done = true;
-                    st.pending.push_back(Err(if e.is_timeout() {
-                        UpstreamError::Timeout
-                    } else {
-                        UpstreamError::Unreachable
-                    }));
-                }
-                Ok(Ok(Some(chunk))) => {
-                    st.buf.extend_from_slice(&chunk);
-                    if st.sse {
-                        drain_events(&mut st.buf, &mut st.pending, false);
-                    }
-                }
-                Ok(Ok(None)) => {
-                    st.done = true;
-                    if st.sse {
-                        drain_events(&mut st.buf, &mut st.pending, true);
-                    } else if st.buf.iter().all(u8::is_ascii_whitespace) {
-                        if !st.status.is_success() {
-                            st.pending
-                                .push_back(Err(UpstreamError::Status(st.status.as_u16())));
-                        }
-                    } else {
-                        match serde_json::from_slice::<Value>(&st.buf) {
-                            Ok(v) if v.get("jsonrpc").is_some() => st.pending.push_back(Ok(v)),
-                            _ if !st.status.is_success() => st
-                                .pending
-                                .push_back(Err(UpstreamError::Status(st.status.as_u16()))),
-                            _ => st.pending.push_back(Err(UpstreamError::BadResponse(
-                                "not a JSON-RPC message".into(),
-                            ))),
-                        }
-                    }
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Moves every complete SSE event's JSON out of `buf`. Events are split on bytes, so a
-/// character split across chunks is decoded only once it is whole; carriage returns only
-/// end lines in SSE (JSON escapes them), so they are dropped.
-fn drain_events(buf: &mut Vec<u8>, out: &mut VecDeque<Result<Value, UpstreamError>>, at_end: bool) {
-    buf.retain(|b| *b != b'\r');
-    let mut start = 0;
-    loop {
-        let end = match buf[start..].windows(2).position(|w| w == b"\n\n") {
-            Some(i) => start + i,
-            None if at_end && start < buf.len() => buf.len(),
-            None => break,
-        };
-        let event = String::from_utf8_lossy(&buf[start..end]);
-        let data: Vec<&str> = event
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        if !data.is_empty() {
-            out.push_back(
-                serde_json::from_str::<Value>(&data.join("\n"))
-                    .map_err(|_| UpstreamError::BadResponse("an SSE event is not JSON".into())),
-            );
-        }
-        start = (end + 2).min(buf.len());
-    }
-    buf.drain(..start);
-}
-
-/// True when `m` is the response to `id`.
-pub fn is_response_to(m: &Value, id: &str) -> bool {
-    m.get("id").and_then(Value::as_str) == Some(id)
-        && (m.get("result").is_some() || m.get("error").is_some())
 }
 
 /// Reads an answer to its response and returns the result, or the error.
@@ -578,36 +466,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sse_events_split_across_chunks() {
-        let mut buf = b"event: message\ndata: {\"a\":1}\n\ndata: {\"b\"".to_vec();
-        let mut out = VecDeque::new();
-        drain_events(&mut buf, &mut out, false);
-        assert_eq!(out.len(), 1);
-        buf.extend_from_slice(b":2}\r\n\r\n");
-        drain_events(&mut buf, &mut out, false);
-        assert_eq!(out.len(), 2);
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn sse_character_split_across_chunks() {
-        let text = "data: {\"t\":\"é\"}\n\n".as_bytes();
-        let cut = text.iter().position(|b| *b >= 0x80).expect("multibyte") + 1;
-        let mut buf = text[..cut].to_vec();
-        let mut out = VecDeque::new();
-        drain_events(&mut buf, &mut out, false);
-        assert!(out.is_empty());
-        buf.extend_from_slice(&text[cut..]);
-        drain_events(&mut buf, &mut out, true);
-        assert_eq!(
-            out.pop_front().and_then(Result::ok),
-            Some(json!({"t": "é"}))
-        );
-    }
-
-    #[test]
-    fn header_values() {
-        assert_eq!(header_safe("docs__search"), "docs__search");
-        assert_eq!(header_safe("é"), "=?base64?w6k=?=");
+    fn credentials_missing_are_reported() {
+        let spec = McpServer {
+            name: "docs".into(),
+            url: reqwest::Url::parse("http://127.0.0.1:1/mcp").expect("url"),
+            headers: vec![(
+                http::HeaderName::from_static("authorization"),
+                HeaderSource::Env {
+                    var: "PW_NOT_SET".into(),
+                    prefix: "Bearer ".into(),
+                },
+            )],
+            timeout: Duration::from_secs(1),
+            ttl: Duration::from_secs(1),
+            protocol: UpstreamProtocol::Auto,
+        };
+        let env: EnvLookup = Arc::new(|_| None);
+        let up = Upstream::new(spec.clone(), reqwest::Client::new(), &env);
+        assert!(up.problem().is_some_and(|p| p.contains("PW_NOT_SET")));
+        let env: EnvLookup = Arc::new(|_| Some("s3cret".into()));
+        let up = Upstream::new(spec, reqwest::Client::new(), &env);
+        assert!(up.problem().is_none());
+        assert!(!format!("{up:?}").contains("s3cret"));
     }
 }
