@@ -247,3 +247,49 @@ fn bad_mcp_config_names_lines() {
         insta::assert_snapshot!("config_errors", errors);
     });
 }
+
+#[tokio::test]
+async fn protected_resource_names_the_user_pool_and_public_url() {
+    let config = config_with("  public_url: https://ai.example.com/\n  servers: []\n");
+    let (engine, _dir) = engine_for(config.path()).await;
+    let jwt = pennyworth::auth::jwt::JwtVerifier::new(pennyworth::auth::jwt::JwtConfig::cognito(
+        "eu-west-1",
+        "eu-west-1_AbCdEf",
+        "client123",
+        None,
+    ))
+    .expect("verifier");
+    let engine = engine.with_jwt(jwt);
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/v1/mcp",
+    ] {
+        let (status, _, body) = common::send(&engine, common::request("GET", path, None, "")).await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["resource"], "https://ai.example.com/v1/mcp", "{v}");
+        assert_eq!(
+            v["authorization_servers"],
+            json!(["https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf"]),
+            "{v}"
+        );
+    }
+    // The challenge and the Origin check use the configured URL too.
+    let (status, headers, _) = common::send(
+        &engine,
+        http::Request::builder()
+            .method("POST")
+            .uri("/v1/mcp")
+            .header("origin", "https://ai.example.com")
+            .body(rpc("tools/list", json!({})))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("resource_metadata=\"https://ai.example.com/.well-known/oauth-protected-resource/v1/mcp\"")
+    );
+}

@@ -450,6 +450,10 @@ async fn final_result(
 
 /// Builds the upstreams of a config with one shared HTTP client.
 pub fn build(servers: &[McpServer], env: &EnvLookup) -> Vec<Arc<Upstream>> {
+    // No client (and no TLS set-up on a cold start) when there is nothing to call.
+    if servers.is_empty() {
+        return Vec::new();
+    }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
