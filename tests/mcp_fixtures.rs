@@ -293,3 +293,24 @@ async fn protected_resource_names_the_user_pool_and_public_url() {
             .contains("resource_metadata=\"https://ai.example.com/.well-known/oauth-protected-resource/v1/mcp\"")
     );
 }
+
+#[tokio::test]
+async fn a_silent_upstream_slows_one_listing_not_every_one() {
+    let (slow_port, _slow) = silent_server().await;
+    let config = config_with(&format!(
+        "  servers:\n    - name: slow\n      url: http://127.0.0.1:{slow_port}/mcp\n      timeout_ms: 400\n"
+    ));
+    let (engine, dir) = engine_for(config.path()).await;
+    let started = std::time::Instant::now();
+    let first = tool_names(&engine, dir.key("admin")).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(350));
+    assert!(first.contains(&"chat".to_string()) && !first.iter().any(|n| n.starts_with("slow__")));
+    let started = std::time::Instant::now();
+    let second = tool_names(&engine, dir.key("admin")).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(300),
+        "the failed listing was tried again: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first, second);
+}

@@ -19,6 +19,8 @@ use std::time::Instant;
 
 /// `ttlMs` of a list without upstream servers.
 const BUILTIN_TTL_MS: u64 = 300_000;
+/// Longest wait for one upstream's tools in `tools/list` (a slow server is left out).
+const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// When a call to an upstream must be answered: its timeout, or the request's deadline.
 fn deadline(ctx: &Ctx<'_>, up: &Upstream) -> tokio::time::Instant {
@@ -44,11 +46,10 @@ pub async fn list(ctx: &Ctx<'_>, identity: &Identity, era: Era) -> Value {
         .filter_map(|n| builtin::definition(ctx, identity, n))
         .collect();
     let servers = ctx.engine.mcp().servers();
-    let fetched = futures_util::future::join_all(
-        servers
-            .iter()
-            .map(|up| async move { up.tools(deadline(ctx, up)).await }),
-    )
+    let fetched = futures_util::future::join_all(servers.iter().map(|up| async move {
+        let wait = tokio::time::Instant::now() + LIST_WAIT;
+        up.tools(deadline(ctx, up).min(wait)).await
+    }))
     .await;
     let mut ttl = BUILTIN_TTL_MS;
     for (up, result) in servers.iter().zip(fetched) {

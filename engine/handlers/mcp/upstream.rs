@@ -103,8 +103,12 @@ struct Session {
 
 struct CachedTools {
     until: Instant,
-    tools: Arc<Vec<Value>>,
+    tools: Result<Arc<Vec<Value>>, UpstreamError>,
 }
+
+/// How long a failed tool listing is remembered, so a server that is down does not slow
+/// every `tools/list` (its calls are still tried).
+const FAILURE_TTL: Duration = Duration::from_secs(30);
 
 /// One upstream MCP server and what the gateway remembers of it.
 pub struct Upstream {
@@ -380,8 +384,27 @@ impl Upstream {
             && let Some(c) = guard.as_ref()
             && Instant::now() < c.until
         {
-            return Ok(c.tools.clone());
+            return c.tools.clone();
         }
+        let fetched = self.fetch_tools(deadline).await;
+        let ttl = match &fetched {
+            Ok((_, ttl)) => *ttl,
+            Err(_) => FAILURE_TTL.min(self.spec.ttl),
+        };
+        let tools = fetched.map(|(t, _)| Arc::new(t));
+        if let Ok(mut guard) = self.tools.lock() {
+            *guard = Some(CachedTools {
+                until: Instant::now() + ttl,
+                tools: tools.clone(),
+            });
+        }
+        tools
+    }
+
+    async fn fetch_tools(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Vec<Value>, Duration), UpstreamError> {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
         let mut ttl = self.spec.ttl;
@@ -416,14 +439,7 @@ impl Upstream {
                 break;
             }
         }
-        let tools = Arc::new(tools);
-        if let Ok(mut guard) = self.tools.lock() {
-            *guard = Some(CachedTools {
-                until: Instant::now() + ttl,
-                tools: tools.clone(),
-            });
-        }
-        Ok(tools)
+        Ok((tools, ttl))
     }
 }
 
