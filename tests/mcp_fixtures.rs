@@ -314,3 +314,28 @@ async fn a_silent_upstream_slows_one_listing_not_every_one() {
     );
     assert_eq!(first, second);
 }
+
+#[test]
+fn serve_refuses_to_start_without_an_upstream_credential() {
+    let config = config_with(
+        "  servers:\n    - name: docs\n      url: http://127.0.0.1:9/mcp\n      headers:\n        - name: Authorization\n          env: PW_TEST_SURELY_UNSET_TOKEN\n          prefix: \"Bearer \"\n",
+    );
+    let data = tempfile::tempdir().expect("data dir");
+    let out = std::process::Command::new(common::server::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("PW_TEST_SURELY_UNSET_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "mcp server `docs`: the environment variable `PW_TEST_SURELY_UNSET_TOKEN` is not set"
+        ),
+        "{stderr}"
+    );
+}
