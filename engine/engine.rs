@@ -40,6 +40,7 @@ pub struct Engine {
     identities: IdentityCache,
     jwt: Option<JwtVerifier>,
     providers: Providers,
+    mcp: crate::handlers::mcp::Gateway,
     loaded_at: i64,
     request_prefix: String,
     counter: AtomicU64,
@@ -67,7 +68,11 @@ impl Engine {
     pub fn new(config: CompiledConfig, directory: Arc<dyn Directory>) -> Self {
         let mut b = [0u8; 4];
         let _ = getrandom::fill(&mut b);
+        let env: crate::handlers::mcp::upstream::EnvLookup =
+            Arc::new(|name| std::env::var(name).ok());
+        let mcp = crate::handlers::mcp::Gateway::new(&config.mcp, &env);
         Self {
+            mcp,
             config,
             directory,
             identities: IdentityCache::default(),
@@ -102,6 +107,44 @@ impl Engine {
     pub fn providers_from(mut self, providers: Providers) -> Self {
         self.providers = providers;
         self
+    }
+
+    /// Reads the secrets of upstream MCP servers' headers from `env` instead of the process
+    /// environment (tests).
+    pub fn mcp_env(mut self, env: crate::handlers::mcp::upstream::EnvLookup) -> Self {
+        self.mcp = crate::handlers::mcp::Gateway::new(&self.config.mcp, &env);
+        self
+    }
+
+    /// The MCP endpoint's upstream servers and settings.
+    pub fn mcp(&self) -> &crate::handlers::mcp::Gateway {
+        &self.mcp
+    }
+
+    /// The Cognito issuer whose tokens are accepted, if any.
+    pub fn jwt_issuer(&self) -> Option<&str> {
+        self.jwt.as_ref().map(JwtVerifier::issuer)
+    }
+
+    /// Authorizes `identity` to call the MCP tool `tool` of `server` (`call_tool`).
+    pub fn authorize_tool(
+        &self,
+        identity: &Identity,
+        tool: &str,
+        server: &str,
+        facts: &RequestFacts,
+    ) -> crate::policy::Verdict {
+        let policy = &self.config.policy;
+        match policy.action(crate::config::mcp::CALL_TOOL) {
+            Some(action) => {
+                policy.authorize_tool(&principal(identity), action, tool, server, facts)
+            }
+            None => crate::policy::Verdict {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec!["the schema has no `call_tool` action".into()],
+            },
+        }
     }
 
     /// Uses this identity cache.
@@ -313,6 +356,10 @@ impl Engine {
                 .map_err(fail);
         }
 
+        let is_mcp = route.handler == crate::config::routes::HandlerKind::Mcp;
+        if is_mcp {
+            handlers::mcp::check_origin(&self.mcp, request.headers()).map_err(fail)?;
+        }
         let identity = auth::authenticate(
             &route.auth,
             request.headers(),
@@ -321,7 +368,14 @@ impl Engine {
             self.jwt.as_ref(),
         )
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(|e| {
+            let e: ApiError = e.into();
+            fail(if is_mcp {
+                handlers::mcp::challenge(&self.mcp, request.headers(), e)
+            } else {
+                e
+            })
+        })?;
         let user = Some(identity.username.clone());
         let with_user = |e: ApiError| (e, user.clone());
 

@@ -33,6 +33,10 @@ pub struct EntityTypes {
     pub key: EntityTypeName,
     /// `Pennyworth::UserAccount`.
     pub account: EntityTypeName,
+    /// `Pennyworth::Tool` (an MCP tool).
+    pub tool: EntityTypeName,
+    /// `Pennyworth::ToolServer` (an upstream MCP server, or `builtin`).
+    pub tool_server: EntityTypeName,
 }
 
 impl EntityTypes {
@@ -50,6 +54,8 @@ impl EntityTypes {
             action: t("Action")?,
             key: t("Key")?,
             account: t("UserAccount")?,
+            tool: t("Tool")?,
+            tool_server: t("ToolServer")?,
         })
     }
 
@@ -437,6 +443,27 @@ impl PolicyEngine {
             };
         };
         self.authorize(principal, action, entity.uid(), Some(entity), facts)
+    }
+
+    /// Authorizes `principal` to do `action` on `Tool::"<tool>"` in `ToolServer::"<server>"`.
+    pub fn authorize_tool(
+        &self,
+        principal: &PrincipalInfo<'_>,
+        action: &EntityUid,
+        tool: &str,
+        server: &str,
+        facts: &RequestFacts,
+    ) -> Verdict {
+        let uid = EntityTypes::uid(&self.types.tool, tool);
+        let parents = HashSet::from([EntityTypes::uid(&self.types.tool_server, server)]);
+        match Entity::new(uid.clone(), HashMap::new(), parents) {
+            Ok(entity) => self.authorize(principal, action, uid, Some(&entity), facts),
+            Err(e) => Verdict {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec![e.to_string()],
+            },
+        }
     }
 
     /// Authorizes `principal` to do `action` on a `Key` or `UserAccount` (`resource.owner` in

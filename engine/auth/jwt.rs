@@ -134,6 +134,11 @@ pub fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl JwtVerifier {
+    /// The issuer whose tokens are accepted (the user pool's URL).
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     /// A verifier; nothing is fetched until the first token arrives.
     pub fn new(config: JwtConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()

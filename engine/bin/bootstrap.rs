@@ -60,6 +60,9 @@ async fn main() -> Result<(), lambda_http::Error> {
                 .map_err(|e| format!("cannot set up the model providers: {e}"))?;
             let engine = Engine::with_providers(config, directory, providers)
                 .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+            if let Some(p) = engine.mcp().problems().first() {
+                return Err(p.clone().into());
+            }
             Arc::new(match jwt {
                 Some(v) => engine.with_jwt(v),
                 None => engine,

@@ -188,6 +188,10 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     };
     let engine = Engine::with_providers(compiled, directory, providers)
         .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+    if let Some(p) = engine.mcp().problems().first() {
+        eprintln!("error: {p}");
+        return ExitCode::from(2);
+    }
     let engine = Arc::new(match jwt {
         Some(v) => engine.with_jwt(v),
         None => engine,

@@ -64,6 +64,7 @@ pub struct CompiledConfig {
     pub(crate) policy: PolicyEngine,
     pub(crate) max_body_bytes: usize,
     pub(crate) image_fetch: crate::config::models::ImageFetchSpec,
+    pub(crate) mcp: crate::config::mcp::McpRuntime,
 }
 
 fn valid_alias(alias: &str) -> bool {
@@ -92,6 +93,11 @@ impl CompiledConfig {
     /// How `http(s)` image URLs are fetched (`image_fetch:` in `models.yaml`).
     pub fn image_fetch(&self) -> &crate::config::models::ImageFetchSpec {
         &self.image_fetch
+    }
+
+    /// The MCP endpoint's settings and upstream servers (`mcp:` in `routes.yaml`).
+    pub fn mcp(&self) -> &crate::config::mcp::McpRuntime {
+        &self.mcp
     }
 
     /// Reads and compiles a config directory, reporting every problem found.
@@ -308,7 +314,9 @@ impl CompiledConfig {
         // Routes.
         let mut router = None;
         let mut max_body_bytes = config::routes::DEFAULT_MAX_BODY_BYTES;
+        let mut mcp = crate::config::mcp::McpRuntime::default();
         if let Some(rf) = &routes_file {
+            mcp = crate::config::mcp::compile(&src.routes, &rf.mcp, &mut errors);
             max_body_bytes = rf.settings.max_body_bytes;
             let rt_name = &src.routes.name;
             let text = &src.routes.text;
@@ -483,6 +491,12 @@ impl CompiledConfig {
                         ),
                     );
                 }
+                if spec.handler == crate::config::routes::HandlerKind::Mcp
+                    && let Some(p) = &policy
+                    && let Err(e) = crate::config::mcp::check_policy(p)
+                {
+                    err(Some("handler:"), format!("route `{}`: {e}", spec.name));
+                }
                 lines.push(line);
                 compiled.push((
                     spec.path.clone(),
@@ -523,6 +537,7 @@ impl CompiledConfig {
                     .as_ref()
                     .map(|m| m.image_fetch.clone())
                     .unwrap_or_default(),
+                mcp,
             }),
             _ => {
                 if errors.is_empty() {

@@ -7,6 +7,7 @@
 pub mod compile;
 mod diag;
 pub mod lint;
+pub mod mcp;
 pub mod models;
 pub mod routes;
 

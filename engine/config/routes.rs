@@ -16,6 +16,9 @@ pub struct RoutesFile {
     /// The route table, in order; each entry is checked as a [`RouteSpec`] on its own so
     /// that every bad route is reported, not just the first.
     pub routes: Vec<serde_norway::Value>,
+    /// The MCP endpoint's settings and upstream MCP servers.
+    #[serde(default)]
+    pub mcp: super::mcp::McpSpec,
 }
 
 /// Gateway-wide request settings.
@@ -114,6 +117,10 @@ pub enum HandlerKind {
     UsersDelete,
     /// `POST /v1/admin/users/{username}/password`.
     UsersSetPassword,
+    /// `POST /v1/mcp`: the MCP endpoint (Streamable HTTP).
+    Mcp,
+    /// `GET /.well-known/oauth-protected-resource[/v1/mcp]`: RFC 9728 metadata.
+    OauthProtectedResource,
 }
 
 impl HandlerKind {
@@ -140,6 +147,8 @@ impl HandlerKind {
             HandlerKind::UsersUpdate => "users_update",
             HandlerKind::UsersDelete => "users_delete",
             HandlerKind::UsersSetPassword => "users_set_password",
+            HandlerKind::Mcp => "mcp",
+            HandlerKind::OauthProtectedResource => "oauth_protected_resource",
         }
     }
 
@@ -153,7 +162,10 @@ impl HandlerKind {
 
     /// True for handlers that need a caller (cannot be public).
     pub fn needs_caller(self) -> bool {
-        !matches!(self, HandlerKind::Health | HandlerKind::Version)
+        !matches!(
+            self,
+            HandlerKind::Health | HandlerKind::Version | HandlerKind::OauthProtectedResource
+        )
     }
 
     /// The resource kind this handler needs to be authorized.
@@ -177,7 +189,9 @@ impl HandlerKind {
             | HandlerKind::ListModels
             | HandlerKind::GetModel
             | HandlerKind::UsersCreate
-            | HandlerKind::UsersList => ResourceKind::Api,
+            | HandlerKind::UsersList
+            | HandlerKind::Mcp
+            | HandlerKind::OauthProtectedResource => ResourceKind::Api,
         }
     }
 }

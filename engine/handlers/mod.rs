@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod mcp;
 pub mod meta;
 pub mod openai;
 
@@ -38,7 +39,7 @@ pub struct Ctx<'a> {
     pub target: &'a Target,
     /// The query string.
     pub query: Option<&'a str>,
-    /// The request's headers.
+    /// The request headers (MCP protocol headers, Anthropic version and beta flags).
     pub headers: &'a http::HeaderMap,
 }
 
@@ -80,6 +81,8 @@ pub enum Prepared {
     UserUpdate(admin::users::UpdateUser),
     /// `POST /v1/admin/users/{username}/password`.
     PasswordSet(admin::users::SetPassword),
+    /// `POST /v1/mcp`: the raw body; the handler answers malformed JSON-RPC itself.
+    Mcp(Bytes),
 }
 
 impl Prepared {
@@ -135,7 +138,9 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         HandlerKind::CountTokens => Prepared::CountTokens(Box::new(
             anthropic::types::MessagesRequest::parse_count(body)?,
         )),
+        HandlerKind::Mcp => Prepared::Mcp(body.clone()),
         HandlerKind::Health
+        | HandlerKind::OauthProtectedResource
         | HandlerKind::Version
         | HandlerKind::Whoami
         | HandlerKind::ListModels
@@ -194,6 +199,8 @@ pub async fn run(
         (HandlerKind::UsersSetPassword, Prepared::PasswordSet(body)) => {
             admin::users::set_password(&ctx, body).await
         }
+        (HandlerKind::Mcp, Prepared::Mcp(body)) => mcp::handle(&ctx, &body).await,
+        (HandlerKind::OauthProtectedResource, _) => mcp::metadata(&ctx),
         (handler, _) => Err(ApiError::internal(&format!(
             "handler `{}` reached without its parsed body",
             handler.as_str()
