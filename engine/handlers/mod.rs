@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod mcp;
 pub mod meta;
 pub mod openai;
+pub mod stream;
 
 use crate::auth::Identity;
 use crate::body::Body;

@@ -1,9 +1,10 @@
 //! `POST /v1/messages`: Anthropic Messages answers, buffered or as server-sent events in
 //! Anthropic's event sequence, with `ping` keep-alives while the model is silent.
 
+use super::super::stream::{Renderer, render, sse_response};
 use super::super::{Ctx, json};
 use super::types::MessagesRequest;
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 use crate::errors::{ApiError, Dialect};
 use crate::handlers::openai::fallback;
 use crate::inference::{Block, BlockStart, Delta, Event, StopReason, Usage};
@@ -11,7 +12,7 @@ use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -131,30 +132,11 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }}),
     );
-    let rendered = events
-        .map(Some)
-        .chain(futures_util::stream::once(async { None }))
-        .scan(state, |state, event| {
-            let out = if state.ended {
-                None
-            } else {
-                Some(state.on_event(event))
-            };
-            async move { out }
-        })
-        .filter_map(|b| async move { b });
     let ping = sse("ping", &json!({"type": "ping"}));
-    let body = futures_util::stream::once(async move { start })
-        .chain(keep_alive(rendered, PING_INTERVAL, ping))
-        .map(Ok::<Bytes, BoxError>);
-    let mut response = Response::new(Body::stream(body));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(sse_response(
+        Some(start),
+        keep_alive(render(events, state), PING_INTERVAL, ping),
+    ))
 }
 
 /// `inner`, with `ping` sent whenever it has been silent for `every`.
@@ -199,6 +181,16 @@ struct StreamState {
     usage: Option<Usage>,
     ended: bool,
     meter: StreamMeter,
+}
+
+impl Renderer for StreamState {
+    fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
+        StreamState::on_event(self, event)
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
 }
 
 impl StreamState {

@@ -1,16 +1,16 @@
 //! `POST /v1/chat/completions`: buffered JSON or server-sent events in OpenAI's chunk format.
 
+use super::super::stream::{Renderer, render, sse_response};
 use super::super::{Ctx, json};
 use super::fallback;
 use super::types::{ChatRequest, ThinkingBlock, Usage};
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 use crate::engine::ModelRuntime;
 use crate::errors::{ApiError, ErrorKind};
 use crate::inference::{Block, BlockStart, Delta as CoreDelta, Event, StopReason, input_text};
 use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
@@ -375,28 +375,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         },
         None,
     );
-    let body = futures_util::stream::once(async move { Ok::<Bytes, BoxError>(first) }).chain(
-        events
-            .map(Some)
-            .chain(futures_util::stream::once(async { None }))
-            .scan(sse, |state, event| {
-                let out = if state.done {
-                    None
-                } else {
-                    Some(state.on_event(event))
-                };
-                async move { out }
-            })
-            .filter_map(|b| async move { b.map(Ok::<Bytes, BoxError>) }),
-    );
-    let mut response = Response::new(Body::stream(body));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(sse_response(Some(first), render(events, sse)))
 }
 
 struct SseState {
@@ -418,6 +397,16 @@ pub(super) fn sse_line(json: &[u8]) -> Bytes {
     v.extend_from_slice(json);
     v.extend_from_slice(b"\n\n");
     Bytes::from(v)
+}
+
+impl Renderer for SseState {
+    fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
+        SseState::on_event(self, event)
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
 }
 
 impl SseState {

@@ -1,18 +1,18 @@
 //! `POST /v1/completions` (legacy): the prompt becomes one user message of a chat request, and
 //! the answer comes back as `text_completion` objects, buffered or streamed.
 
+use super::super::stream::{Renderer, render, sse_response};
 use super::super::{Ctx, json};
 use super::chat::{FinishReason, check_limits, sse_line, unfinished_stream, unix_now};
 use super::fallback;
 use super::types::{ChatRequest, Content, Message, Role, Stop, StreamOptions, Usage, parse_object};
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 use crate::errors::ApiError;
 use crate::inference::{Delta, Event};
 use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/completions` body.
@@ -212,40 +212,19 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         );
     }
     let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
-    let mut state = TextStream {
+    let state = TextStream {
         id,
         created,
         model: served.alias.clone(),
         include_usage: request.include_usage(),
         finished: false,
+        done: false,
         meter: StreamMeter::new(
             Billing::new(ctx.request_id, identity, served),
             request.prompt_chars(),
         ),
     };
-    let body = events
-        .map(Some)
-        .chain(futures_util::stream::once(async { None }))
-        .scan(false, move |done, event| {
-            let out = if *done {
-                None
-            } else {
-                if matches!(event, None | Some(Err(_))) {
-                    *done = true;
-                }
-                Some(state.on_event(event))
-            };
-            async move { out }
-        })
-        .filter_map(|b| async move { b.map(Ok::<Bytes, BoxError>) });
-    let mut response = Response::new(Body::stream(body));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(sse_response(None, render(events, state)))
 }
 
 struct TextStream {
@@ -254,8 +233,21 @@ struct TextStream {
     model: String,
     include_usage: bool,
     finished: bool,
+    /// The end or an error was rendered.
+    done: bool,
     /// Records the call at the end, or when the client leaves before it.
     meter: StreamMeter,
+}
+
+impl Renderer for TextStream {
+    fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
+        self.done = matches!(event, None | Some(Err(_)));
+        TextStream::on_event(self, event)
+    }
+
+    fn ended(&self) -> bool {
+        self.done
+    }
 }
 
 impl TextStream {
