@@ -6,3 +6,4 @@ build-ConfigLayer:
 	mkdir -p "$(ARTIFACTS_DIR)/pennyworth/policies"
 	cp routes.yaml models.yaml "$(ARTIFACTS_DIR)/pennyworth/"
 	cp policies/*.cedar policies/*.cedarschema "$(ARTIFACTS_DIR)/pennyworth/policies/"
+	if [ -f limits.yaml ]; then cp limits.yaml "$(ARTIFACTS_DIR)/pennyworth/"; fi

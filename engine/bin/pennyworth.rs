@@ -68,6 +68,8 @@ enum Command {
     /// Manage users (admins).
     #[command(subcommand)]
     Users(cli::UsersCommand),
+    /// Usage and cost: yours, a user's (--user) or everyone's (--all).
+    Usage(cli::usage::UsageArgs),
 }
 
 fn init_logging() {
@@ -162,8 +164,16 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    let usage = match pennyworth::usage::store_from_env(&data_dir).await {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: cannot open the usage ledger: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = Engine::with_providers(compiled, directory, providers)
-        .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+        .identity_cache(pennyworth::auth::cache::IdentityCache::from_env())
+        .usage_store(usage);
     let engine = Arc::new(match jwt {
         Some(v) => engine.with_jwt(v),
         None => engine,
@@ -178,7 +188,12 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     let addr = listener.local_addr().unwrap_or(listen);
     println!("pennyworth listening on http://{addr}");
     tracing::info!(%addr, config = %config.display(), data_dir = %data_dir.display(), "serving");
-    match server::serve(engine, listener, server::shutdown_signal()).await {
+    let served = server::serve(engine.clone(), listener, server::shutdown_signal()).await;
+    // What is still queued for the ledger is written before the process ends.
+    if let Err(e) = engine.ledger().flush().await {
+        eprintln!("error: {e}");
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -266,5 +281,6 @@ fn main() -> ExitCode {
         Command::Whoami => remote(runtime.block_on(cli::whoami(&cli.remote))),
         Command::Keys(cmd) => remote(runtime.block_on(cli::keys(&cli.remote, cmd))),
         Command::Users(cmd) => remote(runtime.block_on(cli::users(&cli.remote, cmd))),
+        Command::Usage(args) => remote(runtime.block_on(cli::usage::usage(&cli.remote, args))),
     }
 }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod login;
 pub mod output;
+pub mod usage;
 
 use client::{Api, CliError};
 use reqwest::Method;

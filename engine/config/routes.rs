@@ -110,6 +110,8 @@ pub enum HandlerKind {
     UsersDelete,
     /// `POST /v1/admin/users/{username}/password`.
     UsersSetPassword,
+    /// `GET /v1/usage`.
+    Usage,
 }
 
 impl HandlerKind {
@@ -134,6 +136,7 @@ impl HandlerKind {
             HandlerKind::UsersUpdate => "users_update",
             HandlerKind::UsersDelete => "users_delete",
             HandlerKind::UsersSetPassword => "users_set_password",
+            HandlerKind::Usage => "usage",
         }
     }
 
@@ -154,7 +157,8 @@ impl HandlerKind {
             | HandlerKind::UsersGet
             | HandlerKind::UsersUpdate
             | HandlerKind::UsersDelete
-            | HandlerKind::UsersSetPassword => ResourceKind::Account,
+            | HandlerKind::UsersSetPassword
+            | HandlerKind::Usage => ResourceKind::Account,
             HandlerKind::Health
             | HandlerKind::Version
             | HandlerKind::Whoami

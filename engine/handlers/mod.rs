@@ -122,7 +122,8 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         | HandlerKind::KeysRotate
         | HandlerKind::UsersList
         | HandlerKind::UsersGet
-        | HandlerKind::UsersDelete => Prepared::Nothing,
+        | HandlerKind::UsersDelete
+        | HandlerKind::Usage => Prepared::Nothing,
     })
 }
 
@@ -165,6 +166,7 @@ pub async fn run(
         (HandlerKind::UsersSetPassword, Prepared::PasswordSet(body)) => {
             admin::users::set_password(&ctx, body).await
         }
+        (HandlerKind::Usage, _) => admin::usage::report(&ctx).await,
         (handler, _) => Err(ApiError::internal(&format!(
             "handler `{}` reached without its parsed body",
             handler.as_str()

@@ -32,10 +32,11 @@ pub fn capture() -> Captured {
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || sink.clone())
         .finish();
-    Captured {
-        buf,
-        _guard: tracing::subscriber::set_default(subscriber),
-    }
+    let guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first hit on another thread while no subscriber listened may have cached
+    // "never"; ask every callsite again now that this one listens.
+    tracing::callsite::rebuild_interest_cache();
+    Captured { buf, _guard: guard }
 }
 
 impl Captured {

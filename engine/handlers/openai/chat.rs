@@ -219,7 +219,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
 
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &request).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
+        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+            .emit(ctx.engine.ledger());
         let calls: Vec<ToolCallOut<'_>> = out
             .tool_calls
             .iter()
@@ -269,7 +270,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         finish: None,
         done: false,
         meter: StreamMeter::new(
-            Billing::new(ctx.request_id, identity, model),
+            Billing::new(ctx.request_id, identity, model, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
     };

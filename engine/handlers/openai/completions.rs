@@ -186,7 +186,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let created = unix_now();
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &request).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
+        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+            .emit(ctx.engine.ledger());
         return json(
             StatusCode::OK,
             &TextCompletion {
@@ -214,7 +215,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         include_usage: request.include_usage(),
         finished: false,
         meter: StreamMeter::new(
-            Billing::new(ctx.request_id, identity, served),
+            Billing::new(ctx.request_id, identity, served, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
     };
