@@ -269,3 +269,39 @@ async fn key_limits_apply_on_top_of_the_owner() {
         .expect("Retry-After");
     assert_eq!(wait, period::until_next_month(at + 120));
 }
+
+/// The examples in the docs compile, and a bad `limits.yaml` fails the config load (and so
+/// `pennyworth check`) with its file and line.
+#[test]
+fn documented_examples_compile_and_errors_name_the_line() {
+    let root = common::repo_root();
+    for (doc, heading) in [
+        ("doc/configuration.md", "## limits.yaml"),
+        ("doc/observability.md", "## Budgets and rate limits"),
+    ] {
+        let text = std::fs::read_to_string(root.join(doc)).expect("doc");
+        let after = &text[text.find(heading).expect("heading")..];
+        let start = after.find("```yaml\n").expect("yaml block") + 8;
+        let block = &after[start..start + after[start..].find("```").expect("end")];
+        let file = SourceFile {
+            name: "limits.yaml".into(),
+            text: block.into(),
+        };
+        let limits = Limits::compile(Some(&file), &[]).unwrap_or_else(|e| panic!("{doc}: {e:?}"));
+        let alice = limits.for_user("alice", &["users".to_string()]);
+        assert_eq!(alice.month_nanos, Some(200_000_000_000), "{doc}");
+        assert_eq!(alice.day_nanos, Some(5_000_000_000), "{doc}");
+        assert_eq!(alice.requests_per_minute, Some(120), "{doc}");
+    }
+
+    let config = common::copy_default_config();
+    std::fs::write(
+        config.path().join("limits.yaml"),
+        "groups:\n  users:\n    usd_per_day: \"5\"\n    requests_per_hour: 3\n",
+    )
+    .expect("write");
+    let errors = pennyworth::CompiledConfig::load(config.path()).unwrap_err();
+    let text = errors.to_string();
+    assert!(text.contains("limits.yaml:"), "{text}");
+    assert!(text.contains("requests_per_hour"), "{text}");
+}
