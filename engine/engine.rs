@@ -15,6 +15,8 @@ use crate::policy::{Owned, PrincipalInfo, RequestFacts};
 use crate::providers::Providers;
 use crate::resource::{self, Target};
 use crate::router::Match;
+use crate::usage::Ledger;
+use crate::usage::store::UsageStore;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ pub struct Engine {
     loaded_at: i64,
     request_prefix: String,
     counter: AtomicU64,
+    ledger: Ledger,
 }
 
 impl std::fmt::Debug for Engine {
@@ -71,8 +74,10 @@ impl Engine {
         let env: crate::handlers::mcp::upstream::EnvLookup =
             Arc::new(|name| std::env::var(name).ok());
         let mcp = crate::handlers::mcp::Gateway::new(&config.mcp, &env);
+        let ledger = Ledger::new(None, config.limits.clone());
         Self {
             mcp,
+            ledger,
             config,
             directory,
             identities: IdentityCache::default(),
@@ -145,6 +150,18 @@ impl Engine {
                 errors: vec!["the schema has no `call_tool` action".into()],
             },
         }
+    }
+
+    /// Records usage in `store` and enforces `limits.yaml` against it (without a store, usage
+    /// goes to the log only and limits are not enforced).
+    pub fn usage_store(mut self, store: Arc<dyn UsageStore>) -> Self {
+        self.ledger = Ledger::new(Some(store), self.config.limits.clone());
+        self
+    }
+
+    /// The usage ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Uses this identity cache.
@@ -251,6 +268,23 @@ impl Engine {
             .allowed
     }
 
+    /// True when `identity` may do `action` on the route `route` (`Api::"<route>"`).
+    pub fn may_on_api(
+        &self,
+        identity: &Identity,
+        action: &str,
+        route: &str,
+        facts: &RequestFacts,
+    ) -> bool {
+        let policy = &self.config.policy;
+        let Some(action) = policy.action(action) else {
+            return false;
+        };
+        policy
+            .authorize_api(&principal(identity), action, route, facts)
+            .allowed
+    }
+
     fn next_request_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("req_{}{:012x}", self.request_prefix, n)
@@ -299,7 +333,7 @@ impl Engine {
     }
 
     /// The request path, in the one order that is safe: route → authenticate → parse →
-    /// authorize → handler. Authentication comes before parsing so an anonymous caller
+    /// authorize → limits → handler. Authentication comes before parsing so an anonymous caller
     /// learns nothing about bodies; authorization comes after parsing because the
     /// resource (the model) is named in the body.
     async fn dispatch(
@@ -400,6 +434,7 @@ impl Engine {
         };
         let p = principal(&identity);
         let policy = &self.config.policy;
+        let now = crate::directory::now();
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
                 let name = prepared.model().unwrap_or_default();
@@ -413,6 +448,9 @@ impl Engine {
                     ));
                 };
                 let alias = model.alias.as_str();
+                // The caller's spend enters the Cedar context of model calls (when a policy
+                // or a budget reads it), and the limits stage below reuses it.
+                facts.spend = self.ledger.spend(&identity, now).await;
                 let verdict = policy.authorize_model(&p, action, alias, &facts);
                 (verdict, format!(" on model `{alias}`"))
             }
@@ -466,6 +504,15 @@ impl Engine {
             return Err(with_user(ApiError::forbidden(format!(
                 "you are not permitted to perform `{action_name}`{on}"
             ))));
+        }
+
+        // Limits after authorization (a denied request neither counts against a rate nor
+        // learns about budgets), before the handler's upstream call.
+        if route.resource == ResourceKind::Model {
+            self.ledger
+                .check(&identity, facts.spend, now)
+                .await
+                .map_err(with_user)?;
         }
 
         let ctx = Ctx {

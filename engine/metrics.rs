@@ -10,9 +10,10 @@
 //!   `ModelCalls`, `PromptTokens`, `CompletionTokens`, `CacheReadTokens`, `CacheWriteTokens`
 //!   and `CostUsd`, by model alias and in total.
 //!
-//! Dimensions stay bounded (the model alias, nothing per user): user, key id, request id and
-//! the exact decimal cost are properties of the line, searchable with Logs Insights but not
-//! metrics. EMF is on by default in the Lambda binary and off in `pennyworth serve`
+//! Dimensions stay bounded (the model alias, nothing per user): user, key id, request id,
+//! session and the cost (`cost_usd`, exact decimal; `cost_nano_usd`, the integer the ledger
+//! adds) are properties of the line, so Logs Insights can sum cost per user or key
+//! (`doc/observability.md`) without a metric per user. EMF is on by default in the Lambda binary and off in `pennyworth serve`
 //! (`PENNYWORTH_METRICS=emf|off`); the namespace is `PENNYWORTH_METRICS_NAMESPACE` (default
 //! `Pennyworth`).
 
@@ -157,6 +158,8 @@ impl Emf {
             "partial": r.partial,
             "estimated": r.estimated,
             "cost_usd": r.cost.to_string(),
+            "cost_nano_usd": crate::usage::store::nanos(r.cost),
+            "session": r.session,
             "ModelCalls": 1,
             "PromptTokens": r.usage.prompt,
             "CompletionTokens": r.usage.completion,
@@ -237,8 +240,10 @@ mod tests {
         let record = UsageRecord {
             request_id: "req_1",
             user: "alice \"quoted\"",
+            groups: &[],
             key_id: Some("alice.0123456789abcdef"),
             model: "claude",
+            session: Some("s-1"),
             stream: true,
             usage: TokenUsage {
                 prompt: 1200,
@@ -265,6 +270,8 @@ mod tests {
         assert_eq!(doc["CacheReadTokens"], 1000);
         assert_eq!(doc["CostUsd"], 0.00123);
         assert_eq!(doc["cost_usd"], "0.00123");
+        assert_eq!(doc["cost_nano_usd"], 1_230_000);
+        assert_eq!(doc["session"], "s-1");
         assert_eq!(doc["target"], "pennyworth::usage");
         assert_eq!(doc["partial"], true);
         assert_eq!(doc["estimated"], false);

@@ -98,6 +98,8 @@ pub struct RequestFacts {
     pub max_tokens: Option<u64>,
     /// Client address, if known.
     pub source_ip: Option<String>,
+    /// The caller's spend (`context.spend`); zero unless a model call needs it.
+    pub spend: crate::usage::store::Spend,
 }
 
 /// The outcome of an authorization, with the deciding policy ids for the audit log.
@@ -388,6 +390,7 @@ impl PolicyEngine {
                 RestrictedExpression::new_string(ip.clone()),
             ));
         }
+        pairs.push(("spend".to_string(), spend_record(&facts.spend)?));
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 
@@ -548,4 +551,22 @@ impl PolicyEngine {
             errors: diagnostics.errors().map(ToString::to_string).collect(),
         }
     }
+}
+
+/// `context.spend`: whole USD and micro-dollars (both rounded down), today and this month (UTC),
+/// of the caller and of the key they used.
+fn spend_record(s: &crate::usage::store::Spend) -> Result<RestrictedExpression, String> {
+    let long = |v: i64| RestrictedExpression::new_long(v);
+    RestrictedExpression::new_record([
+        ("day_usd".to_string(), long(s.user_day / 1_000_000_000)),
+        ("month_usd".to_string(), long(s.user_month / 1_000_000_000)),
+        ("day_micro_usd".to_string(), long(s.user_day / 1_000)),
+        ("month_micro_usd".to_string(), long(s.user_month / 1_000)),
+        ("key_day_usd".to_string(), long(s.key_day / 1_000_000_000)),
+        (
+            "key_month_usd".to_string(),
+            long(s.key_month / 1_000_000_000),
+        ),
+    ])
+    .map_err(|e| e.to_string())
 }

@@ -53,13 +53,22 @@ async fn main() -> Result<(), lambda_http::Error> {
             (Arc::new(LocalDirectory::open(&data_dir)?), None)
         }
     };
+    // The usage ledger: the DynamoDB table of the template (PENNYWORTH_USAGE_TABLE), else
+    // SQLite in the instance's /tmp (lost with the instance: a trial only).
+    let usage_dir = std::env::var_os("PENNYWORTH_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/pennyworth"));
+    let usage = pennyworth::usage::store_from_env(&usage_dir)
+        .await
+        .map_err(|e| format!("cannot open the usage ledger: {e}"))?;
     let engine = match CompiledConfig::load(&dir) {
         Ok(config) => {
             let providers = Providers::build(&config, ProviderSettings::default())
                 .await
                 .map_err(|e| format!("cannot set up the model providers: {e}"))?;
             let engine = Engine::with_providers(config, directory, providers)
-                .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+                .identity_cache(pennyworth::auth::cache::IdentityCache::from_env())
+                .usage_store(usage);
             if let Some(p) = engine.mcp().problems().first() {
                 return Err(p.clone().into());
             }

@@ -96,6 +96,13 @@ enum Command {
         #[command(flatten)]
         remote: cli::Remote,
     },
+    /// Usage and cost: yours, a user's (--user) or everyone's (--all).
+    Usage {
+        #[command(flatten)]
+        args: cli::usage::UsageArgs,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
 }
 
 fn report_config_errors(dir: &Path, errors: &pennyworth::config::ConfigErrors) {
@@ -186,8 +193,16 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    let usage = match pennyworth::usage::store_from_env(&data_dir).await {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: cannot open the usage ledger: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = Engine::with_providers(compiled, directory, providers)
-        .identity_cache(pennyworth::auth::cache::IdentityCache::from_env());
+        .identity_cache(pennyworth::auth::cache::IdentityCache::from_env())
+        .usage_store(usage);
     if let Some(p) = engine.mcp().problems().first() {
         eprintln!("error: {p}");
         return ExitCode::from(2);
@@ -208,7 +223,13 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     tracing::info!(%addr, config = %config.display(), data_dir = %data_dir.display(), "serving");
     // A second SIGINT or SIGTERM during the drain stops at once.
     let abort = async { server::shutdown_signal().await };
-    match server::serve_until(engine, listener, server::shutdown_signal(), abort).await {
+    let served =
+        server::serve_until(engine.clone(), listener, server::shutdown_signal(), abort).await;
+    // What is still queued for the ledger is written before the process ends.
+    if let Err(e) = engine.ledger().flush().await {
+        eprintln!("error: {e}");
+    }
+    match served {
         Ok(server::Stopped::Drained) => ExitCode::SUCCESS,
         Ok(server::Stopped::Aborted { .. }) => ExitCode::from(130),
         Err(e) => {
@@ -323,5 +344,6 @@ fn main() -> ExitCode {
         Command::Whoami { remote: r } => remote(runtime.block_on(cli::whoami(&r))),
         Command::Keys { command, remote: r } => remote(runtime.block_on(cli::keys(&r, command))),
         Command::Users { command, remote: r } => remote(runtime.block_on(cli::users(&r, command))),
+        Command::Usage { args, remote: r } => remote(runtime.block_on(cli::usage::usage(&r, args))),
     }
 }

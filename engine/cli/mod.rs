@@ -6,6 +6,7 @@ pub mod client;
 pub mod logging;
 pub mod login;
 pub mod output;
+pub mod usage;
 
 use client::{Api, CliError};
 use reqwest::Method;

@@ -65,6 +65,7 @@ pub struct CompiledConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) image_fetch: crate::config::models::ImageFetchSpec,
     pub(crate) mcp: crate::config::mcp::McpRuntime,
+    pub(crate) limits: std::sync::Arc<crate::usage::limits::Limits>,
 }
 
 fn valid_alias(alias: &str) -> bool {
@@ -525,9 +526,14 @@ impl CompiledConfig {
             }
         }
 
+        let limits = crate::usage::limits::Limits::compile(src.limits.as_ref(), &src.policies)
+            .map_err(|es| es.into_iter().for_each(|e| errors.push(e)))
+            .ok();
+
         errors.sort();
-        match (router, policy) {
-            (Some(router), Some(policy)) if errors.is_empty() => Ok(Self {
+        match (router, policy, limits) {
+            (Some(router), Some(policy), Some(limits)) if errors.is_empty() => Ok(Self {
+                limits: std::sync::Arc::new(limits),
                 router,
                 models,
                 names,

@@ -162,6 +162,7 @@ mod tests {
             models: file("models.yaml", models),
             schema: file("policies/schema.cedarschema", ""),
             policies: policies.iter().map(|(n, t)| file(n, t)).collect(),
+            limits: None,
         }
     }
 

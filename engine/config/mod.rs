@@ -61,6 +61,8 @@ pub struct ConfigSources {
     pub schema: SourceFile,
     /// `policies/*.cedar`, sorted by name.
     pub policies: Vec<SourceFile>,
+    /// `limits.yaml`, if there is one (budgets and rate limits).
+    pub limits: Option<SourceFile>,
 }
 
 impl ConfigSources {
@@ -109,6 +111,14 @@ impl ConfigSources {
                 ),
             )),
         }
+        let limits_file = crate::usage::limits::LIMITS_FILE;
+        let limits = if dir.join(limits_file).exists() {
+            SourceFile::read(dir, limits_file)
+                .map_err(|e| errors.push(e))
+                .ok()
+        } else {
+            None
+        };
         match (routes, models, schema) {
             (Some(routes), Some(models), Some(schema)) if errors.is_empty() => Ok(Self {
                 dir: dir.to_path_buf(),
@@ -116,6 +126,7 @@ impl ConfigSources {
                 models,
                 schema,
                 policies,
+                limits,
             }),
             _ => Err(errors),
         }

@@ -121,6 +121,8 @@ pub enum HandlerKind {
     Mcp,
     /// `GET /.well-known/oauth-protected-resource[/v1/mcp]`: RFC 9728 metadata.
     OauthProtectedResource,
+    /// `GET /v1/usage`.
+    Usage,
 }
 
 impl HandlerKind {
@@ -149,6 +151,7 @@ impl HandlerKind {
             HandlerKind::UsersSetPassword => "users_set_password",
             HandlerKind::Mcp => "mcp",
             HandlerKind::OauthProtectedResource => "oauth_protected_resource",
+            HandlerKind::Usage => "usage",
         }
     }
 
@@ -182,7 +185,8 @@ impl HandlerKind {
             | HandlerKind::UsersGet
             | HandlerKind::UsersUpdate
             | HandlerKind::UsersDelete
-            | HandlerKind::UsersSetPassword => ResourceKind::Account,
+            | HandlerKind::UsersSetPassword
+            | HandlerKind::Usage => ResourceKind::Account,
             HandlerKind::Health
             | HandlerKind::Version
             | HandlerKind::Whoami

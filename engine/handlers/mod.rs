@@ -151,7 +151,8 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         | HandlerKind::KeysRotate
         | HandlerKind::UsersList
         | HandlerKind::UsersGet
-        | HandlerKind::UsersDelete => Prepared::Nothing,
+        | HandlerKind::UsersDelete
+        | HandlerKind::Usage => Prepared::Nothing,
     })
 }
 
@@ -202,6 +203,7 @@ pub async fn run(
         }
         (HandlerKind::Mcp, Prepared::Mcp(body)) => mcp::handle(&ctx, &body).await,
         (HandlerKind::OauthProtectedResource, _) => mcp::metadata(&ctx),
+        (HandlerKind::Usage, _) => admin::usage::report(&ctx).await,
         (handler, _) => Err(ApiError::internal(&format!(
             "handler `{}` reached without its parsed body",
             handler.as_str()

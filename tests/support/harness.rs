@@ -116,8 +116,21 @@ impl Harness {
 
     /// Like [`Harness::start`], with `extra` appended to the test `models.yaml`.
     pub async fn start_with(extra: &str) -> Self {
+        Self::start_full(extra, None, None).await
+    }
+
+    /// Like [`Harness::start_with`], recording usage in `usage` and with `limits` as
+    /// `limits.yaml`.
+    pub async fn start_full(
+        extra: &str,
+        usage: Option<std::sync::Arc<dyn pennyworth::usage::store::UsageStore>>,
+        limits: Option<&str>,
+    ) -> Self {
         let server = BedrockServer::start().await;
         let config = common::copy_default_config();
+        if let Some(limits) = limits {
+            std::fs::write(config.path().join("limits.yaml"), limits).expect("write limits.yaml");
+        }
         std::fs::write(
             config.path().join("models.yaml"),
             MODELS.replace("{url}", &server.url()) + extra,
@@ -135,11 +148,11 @@ impl Harness {
         .await
         .expect("build providers");
         let dir = common::TestDirectory::new().await;
-        let engine = std::sync::Arc::new(Engine::with_providers(
-            compiled,
-            dir.directory.clone(),
-            providers,
-        ));
+        let mut engine = Engine::with_providers(compiled, dir.directory.clone(), providers);
+        if let Some(usage) = usage {
+            engine = engine.usage_store(usage);
+        }
+        let engine = std::sync::Arc::new(engine);
         Self {
             engine,
             dir,

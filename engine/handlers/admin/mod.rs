@@ -4,6 +4,7 @@
 //! outcome, never a key or a password.
 
 pub mod keys;
+pub mod usage;
 pub mod users;
 
 use super::Ctx;

@@ -92,7 +92,9 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
 
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
+        let mut record = UsageRecord::complete(ctx.request_id, identity, served, false, out.usage);
+        record.session = core.metadata.session_id.as_deref();
+        record.emit(ctx.engine.ledger());
         let content: Vec<Value> = out
             .content
             .iter()
@@ -122,7 +124,13 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
         stop: None,
         usage: None,
         ended: false,
-        meter: StreamMeter::new(Billing::new(ctx.request_id, identity, served), prompt_chars),
+        meter: StreamMeter::new(
+            Billing {
+                session: core.metadata.session_id.clone(),
+                ..Billing::new(ctx.request_id, identity, served, ctx.engine.ledger())
+            },
+            prompt_chars,
+        ),
     };
     let start = sse(
         "message_start",

@@ -192,7 +192,8 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let core = request.to_core()?;
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage).emit();
+        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+            .emit(ctx.engine.ledger());
         return json(
             StatusCode::OK,
             &TextCompletion {
@@ -220,7 +221,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         finished: false,
         done: false,
         meter: StreamMeter::new(
-            Billing::new(ctx.request_id, identity, served),
+            Billing::new(ctx.request_id, identity, served, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
     };

@@ -1,14 +1,37 @@
 //! Usage accounting: one record per model call, priced from `models.yaml`.
 //!
 //! Records go to the log as one structured line (target `pennyworth::usage`) that queries can
-//! aggregate, on Lambda as an EMF line that also makes CloudWatch metrics; a persistent ledger
-//! can consume the same record.
+//! aggregate, on Lambda as an EMF line that also makes CloudWatch metrics, and to the
+//! [`ledger::Ledger`]: aggregates per user, key, model and day in a [`store::UsageStore`]
+//! (SQLite for `serve`, DynamoDB on AWS) that budgets, rate limits and `GET /v1/usage` read.
+
+pub mod dynamo;
+pub mod ledger;
+pub mod limits;
+pub mod period;
+pub mod report;
+pub mod sqlite;
+pub mod store;
+
+pub use ledger::Ledger;
 
 use crate::auth::Identity;
 use crate::engine::ModelRuntime;
 use crate::inference::{BlockStart, Delta, Event};
 use crate::providers::TokenUsage;
 use rust_decimal::Decimal;
+
+/// The ledger the environment asks for: the DynamoDB table `PENNYWORTH_USAGE_TABLE` when
+/// set, else SQLite in `data_dir`. Read by the binaries only.
+pub async fn store_from_env(
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn store::UsageStore>, String> {
+    if let Some(table) = dynamo::from_env().await? {
+        return Ok(std::sync::Arc::new(table));
+    }
+    let local = sqlite::SqliteUsageStore::open(data_dir).map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(local))
+}
 
 /// Prices in USD per million tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,10 +70,14 @@ pub struct UsageRecord<'a> {
     pub request_id: &'a str,
     /// User name.
     pub user: &'a str,
+    /// The user's groups (which limits apply).
+    pub groups: &'a [String],
     /// Key id, if a key was used.
     pub key_id: Option<&'a str>,
     /// Model alias.
     pub model: &'a str,
+    /// The client's session id (Claude Code's), when known.
+    pub session: Option<&'a str>,
     /// Streamed or not.
     pub stream: bool,
     /// Tokens.
@@ -77,8 +104,10 @@ impl<'a> UsageRecord<'a> {
         Self {
             request_id,
             user: &identity.username,
+            groups: &identity.groups,
             key_id: identity.key_id.as_deref(),
             model: &model.alias,
+            session: None,
             stream,
             usage,
             cost: model.price.cost(usage),
@@ -87,9 +116,10 @@ impl<'a> UsageRecord<'a> {
         }
     }
 
-    /// Writes the record to the usage log: an EMF line with the metrics when EMF is on
-    /// ([`crate::metrics`]), else a log line.
-    pub fn emit(&self) {
+    /// Writes the record to the usage log (an EMF line with the metrics when EMF is on
+    /// ([`crate::metrics`]), else a log line) and adds it to `ledger`.
+    pub fn emit(&self, ledger: &Ledger) {
+        ledger.record(self);
         if let Some(emf) = crate::metrics::emf() {
             crate::metrics::write_line(&emf.usage_line(self));
             return;
@@ -126,23 +156,37 @@ pub struct Billing {
     pub request_id: String,
     /// User name.
     pub user: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
     /// Key id, if a key was used.
     pub key_id: Option<String>,
     /// Model alias that served the call.
     pub model: String,
     /// Its prices.
     pub price: Price,
+    /// The client's session id, when known.
+    pub session: Option<String>,
+    /// Where the record goes.
+    pub ledger: Ledger,
 }
 
 impl Billing {
-    /// The billing of a call `model` serves for `identity`.
-    pub fn new(request_id: &str, identity: &Identity, model: &ModelRuntime) -> Self {
+    /// The billing of a call `model` serves for `identity`, recorded in `ledger`.
+    pub fn new(
+        request_id: &str,
+        identity: &Identity,
+        model: &ModelRuntime,
+        ledger: &Ledger,
+    ) -> Self {
         Self {
             request_id: request_id.to_string(),
             user: identity.username.clone(),
+            groups: identity.groups.clone(),
             key_id: identity.key_id.clone(),
             model: model.alias.clone(),
             price: model.price.clone(),
+            session: None,
+            ledger: ledger.clone(),
         }
     }
 }
@@ -225,15 +269,17 @@ impl StreamMeter {
         UsageRecord {
             request_id: &b.request_id,
             user: &b.user,
+            groups: &b.groups,
             key_id: b.key_id.as_deref(),
             model: &b.model,
+            session: b.session.as_deref(),
             stream: true,
             usage,
             cost: b.price.cost(usage),
             partial,
             estimated: !self.reported,
         }
-        .emit();
+        .emit(&b.ledger);
     }
 }
 
