@@ -219,12 +219,13 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
+    // Signal handlers before the listening line: a client may signal as soon as it reads it.
+    let shutdown = server::shutdown_signal();
     say(format!("pennyworth listening on http://{addr}"));
     tracing::info!(%addr, config = %config.display(), data_dir = %data_dir.display(), "serving");
     // A second SIGINT or SIGTERM during the drain stops at once.
     let abort = async { server::shutdown_signal().await };
-    let served =
-        server::serve_until(engine.clone(), listener, server::shutdown_signal(), abort).await;
+    let served = server::serve_until(engine.clone(), listener, shutdown, abort).await;
     // What is still queued for the ledger is written before the process ends.
     if let Err(e) = engine.ledger().flush().await {
         eprintln!("error: {e}");
