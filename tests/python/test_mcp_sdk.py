@@ -64,6 +64,16 @@ async def admin_checks(mode: str, version: str) -> None:
         bad = await c.call_tool("chat", {"model": "no-such-model", "prompt": "x"})
         assert bad.is_error and "does not exist" in text(bad), bad
 
+        # The chat call reached the ledger (written off the request path: poll briefly).
+        for _ in range(50):
+            mine = await c.call_tool("get_usage", {"group_by": "model"})
+            assert not mine.is_error, mine
+            rows = {r["model"]: r for r in mine.structured_content["data"]}
+            if "echo" in rows:
+                break
+            await asyncio.sleep(0.1)
+        assert rows["echo"]["requests"] >= 1, mine.structured_content
+
         added = await c.call_tool("up__add", {"a": 2, "b": 3})
         assert not added.is_error and text(added) == "5", added
         assert "x-mcp-header" not in str(tools["up__locate"].input_schema), tools["up__locate"]

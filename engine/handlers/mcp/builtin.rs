@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 /// Names of the built-in tools, in listing order.
-pub const NAMES: &[&str] = &["list_models", "whoami", "chat", "embed"];
+pub const NAMES: &[&str] = &["list_models", "whoami", "chat", "embed", "get_usage"];
 
 fn permitted<'e>(ctx: &Ctx<'e>, identity: &Identity, kind: ModelKind) -> Vec<&'e ModelRuntime> {
     ctx.engine
@@ -36,6 +36,21 @@ pub fn definition(ctx: &Ctx<'_>, identity: &Identity, name: &str) -> Option<Valu
             "title": "List models",
             "description": "Lists the model aliases of this gateway that you may use, with their kind (chat or embedding).",
             "inputSchema": no_args,
+            "annotations": {"readOnlyHint": true, "openWorldHint": false},
+        }),
+        "get_usage" => json!({
+            "name": "get_usage",
+            "title": "My usage",
+            "description": "Your own usage and cost on this gateway between two UTC days (default: this month so far), in total and by day, model or key.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "from": {"type": "string", "description": "first day, YYYY-MM-DD"},
+                    "to": {"type": "string", "description": "last day, YYYY-MM-DD"},
+                    "group_by": {"type": "string", "enum": ["day", "model", "key"]},
+                },
+                "additionalProperties": false,
+            },
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
         "whoami" => json!({
@@ -152,12 +167,66 @@ pub async fn call(
             "auth": identity.method.as_str(),
             "key_id": identity.key_id,
         }))),
+        "get_usage" => Ok(get_usage(ctx, identity, args).await),
         "chat" => Ok(chat(ctx, identity, args).await),
         "embed" => Ok(embed(ctx, identity, args).await),
         _ => Err(RpcError::new(
             INVALID_PARAMS,
             format!("unknown tool `{name}`"),
         )),
+    }
+}
+
+/// The caller's own usage from the ledger (the `GET /v1/usage` report of their account).
+async fn get_usage(ctx: &Ctx<'_>, identity: &Identity, args: &Map<String, Value>) -> Value {
+    use crate::usage::{period, report};
+    let day = |k: &str| -> Result<Option<i64>, String> {
+        match args.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => period::parse_day(s)
+                .map(Some)
+                .ok_or_else(|| format!("`{k}` is not a date (YYYY-MM-DD)")),
+            Some(_) => Err(format!("`{k}` must be a string (YYYY-MM-DD)")),
+        }
+    };
+    let (from, to) = match (day("from"), day("to")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return tool_error(&e),
+    };
+    let by = match args
+        .get("group_by")
+        .and_then(Value::as_str)
+        .unwrap_or("day")
+    {
+        b @ ("day" | "model" | "key") => report::GroupBy::parse(b),
+        _ => None,
+    };
+    let Some(by) = by else {
+        return tool_error("`group_by` must be `day`, `model` or `key`");
+    };
+    let to = to.unwrap_or_else(crate::directory::now);
+    let from = from.unwrap_or_else(|| period::parse_day(&period::month_start(to)).unwrap_or(to));
+    if from > to {
+        return tool_error("`from` is after `to`");
+    }
+    if (to - from) / period::DAY >= crate::handlers::admin::usage::MAX_DAYS {
+        return tool_error("a report covers at most a year");
+    }
+    let query = crate::usage::store::Query {
+        from: period::day(from),
+        to: period::day(to),
+        user: Some(identity.username.clone()),
+    };
+    match ctx.engine.ledger().query(&query).await {
+        Ok(rows) => match report::to_json(&rows, by, &query.from, &query.to, query.user.as_deref())
+        {
+            Ok(v) => structured(v),
+            Err(e) => tool_error(&format!("the usage report could not be built: {e}")),
+        },
+        Err(e) => {
+            tracing::error!(target: "pennyworth::usage", error = %e, "usage query failed");
+            tool_error("the usage ledger is unavailable; retry shortly")
+        }
     }
 }
 
