@@ -8,11 +8,16 @@ with each required argument "Paris"; a turn holding tool results gets them quote
 Every case runs; one line per case and a summary; exit 1 on a failure.
 """
 
+import json
 import os
 import sys
 import traceback
+import urllib.error
+import urllib.request
 
 import openai
+import pydantic
+from openai.types.responses import Response, ResponseStreamEvent
 
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
@@ -165,6 +170,91 @@ def stateful_request_is_refused():
         assert "no conversation state" in str(e), str(e)
     else:
         raise AssertionError("previous_response_id was accepted")
+
+
+class Raw:
+    def __init__(self, status_code, text):
+        self.status_code = status_code
+        self.text = text
+
+    def json(self):
+        return json.loads(self.text)
+
+
+def raw_post(body):
+    req = urllib.request.Request(
+        f"{BASE_URL}/responses",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return Raw(r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        return Raw(e.code, e.read().decode())
+
+
+def sse(text):
+    """The `data:` payloads of an SSE body (comments skipped), with their `event:` names."""
+    out = []
+    for chunk in text.split("\n\n"):
+        lines = [l for l in chunk.split("\n") if l and not l.startswith(":")]
+        if not lines:
+            continue
+        name = next(l[len("event: "):] for l in lines if l.startswith("event: "))
+        data = json.loads(next(l[len("data: "):] for l in lines if l.startswith("data: ")))
+        expect_eq(data["type"], name, "event name")
+        out.append(data)
+    return out
+
+
+@case
+def every_response_and_event_matches_the_openai_types():
+    """Each answer and stream event validates against the OpenAI API's types as generated into
+    the official SDK from the OpenAPI specification (a missing or mistyped field, or an unknown
+    event type, fails)."""
+    events = pydantic.TypeAdapter(ResponseStreamEvent)
+    seen = set()
+    bodies = [
+        {"model": MODEL, "input": "Hello", "metadata": {"k": "v"}},
+        {"model": MODEL, "input": "Weather?", "tools": [WEATHER]},
+        {"model": MODEL, "input": "Patch", "tools": [PATCH]},
+        {"model": MODEL, "input": "A city.", "text": {"format": {"type": "json_schema", "name": "c",
+            "schema": {"type": "object", "properties": {}}}, "verbosity": "low"}},
+    ]
+    for body in bodies:
+        r = raw_post(body)
+        expect_eq(r.status_code, 200, "status")
+        Response.model_validate(r.json())
+        for stream_body in (
+            dict(body, stream=True),
+            dict(body, stream=True, reasoning={"effort": "low", "summary": "auto"},
+                 include=["reasoning.encrypted_content"]),
+        ):
+            r = raw_post(stream_body)
+            expect_eq(r.status_code, 200, "stream status")
+            for i, e in enumerate(sse(r.text)):
+                expect_eq(e["sequence_number"], i, "sequence_number")
+                parsed = events.validate_python(e)
+                expect_eq(parsed.type, e["type"], "event type")
+                if "response" in e:
+                    Response.model_validate(e["response"])
+                seen.add(e["type"])
+    for kind in (
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.content_part.added", "response.output_text.delta", "response.output_text.done",
+        "response.content_part.done", "response.output_item.done", "response.completed",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+    ):
+        assert kind in seen, f"{kind} never validated (seen: {sorted(seen)})"
+    r = raw_post({"model": MODEL, "input": "Hi", "conversation": "conv_1"})
+    expect_eq(r.status_code, 400, "stateless status")
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type", "param", "code"}, err
 
 
 def main():

@@ -153,7 +153,7 @@ pub fn usage_json(u: &Usage, reasoning_chars: usize) -> Value {
     let reasoning = crate::usage::estimate_tokens(reasoning_chars).min(u.completion);
     json!({
         "input_tokens": u.prompt,
-        "input_tokens_details": {"cached_tokens": u.cache_read},
+        "input_tokens_details": {"cached_tokens": u.cache_read, "cache_write_tokens": u.cache_write},
         "output_tokens": u.completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": u.prompt + u.completion,
