@@ -1,10 +1,11 @@
 //! The OpenAI Responses API: `POST /v1/responses` (stateless: nothing is stored, the client
 //! sends the whole conversation) and `POST /v1/responses/compact` (the history summarized by
-//! the model), answered through the neutral inference core. See `doc/responses.md`.
+//! the model), answered through the neutral inference core. See `doc/providers.md`.
 
 pub mod render;
 pub mod seal;
 pub mod stream;
+pub mod to_core;
 pub mod types;
 
 use super::{Ctx, json};
