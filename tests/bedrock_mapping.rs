@@ -18,7 +18,8 @@ use serde_json::Value;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
-    /// `openai` (default: `/v1/chat/completions`) or `anthropic` (`/v1/messages`).
+    /// `openai` (default: `/v1/chat/completions`), `anthropic` (`/v1/messages`) or
+    /// `responses` (`/v1/responses`).
     #[serde(default)]
     dialect: Option<String>,
     description: String,
@@ -40,8 +41,19 @@ fn redact(v: &mut Value) {
                     ("id", Value::String(s)) if s.starts_with("chatcmpl-") => {
                         *v = Value::String("[completion-id]".into())
                     }
-                    ("id", Value::String(s)) if s.starts_with("msg_") => {
+                    ("id" | "item_id", Value::String(s)) if s.starts_with("msg_") => {
                         *v = Value::String("[message-id]".into())
+                    }
+                    ("created_at", Value::Number(_)) => *v = Value::String("[timestamp]".into()),
+                    ("id" | "item_id", Value::String(s))
+                        if ["resp_", "rs_", "fc_", "ctc_"]
+                            .iter()
+                            .any(|p| s.starts_with(p)) =>
+                    {
+                        *v = Value::String(format!("[{}-id]", s.split('_').next().unwrap_or("")))
+                    }
+                    ("encrypted_content", Value::String(_)) => {
+                        *v = Value::String("[sealed]".into())
                     }
                     _ => redact(v),
                 }
@@ -121,7 +133,16 @@ async fn converse_mapping_golden() {
         };
         h.server.script("*", [reply]);
         let anthropic = case.dialect.as_deref() == Some("anthropic");
-        let (status, headers, body) = if anthropic {
+        let responses = case.dialect.as_deref() == Some("responses");
+        let (status, headers, body) = if responses {
+            let req = common::request(
+                "POST",
+                "/v1/responses",
+                Some(h.dir.key("user")),
+                case.request.to_string(),
+            );
+            common::send(&h.engine, req).await
+        } else if anthropic {
             let req = common::request(
                 "POST",
                 "/v1/messages",
@@ -144,15 +165,19 @@ async fn converse_mapping_golden() {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mut response = if content_type.starts_with("text/event-stream") && anthropic {
-            Value::Array(anthropic_events(&body))
-        } else if content_type.starts_with("text/event-stream") {
-            Value::Array(sse_events(&body))
-        } else {
-            serde_json::from_slice(&body).expect("JSON body")
-        };
+        let mut response =
+            if content_type.starts_with("text/event-stream") && (anthropic || responses) {
+                Value::Array(anthropic_events(&body))
+            } else if content_type.starts_with("text/event-stream") {
+                Value::Array(sse_events(&body))
+            } else {
+                serde_json::from_slice(&body).expect("JSON body")
+            };
         redact(&mut response);
-        let response = serde_json::json!({"status": status.as_u16(), "body": response});
+        let mut response = serde_json::json!({"status": status.as_u16(), "body": response});
+        if let Some(omitted) = headers.get("x-pennyworth-omitted-tools") {
+            response["omitted_tools"] = Value::String(omitted.to_str().unwrap_or("").into());
+        }
         insta::with_settings!({
             description => case.description.clone(),
             snapshot_path => "fixtures/requests/snapshots",

@@ -97,6 +97,10 @@ pub enum HandlerKind {
     Messages,
     /// `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// `POST /v1/responses` (OpenAI Responses API).
+    Responses,
+    /// `POST /v1/responses/compact`.
+    ResponsesCompact,
     /// `POST /v1/keys`.
     KeysCreate,
     /// `GET /v1/keys`.
@@ -139,6 +143,8 @@ impl HandlerKind {
             HandlerKind::Embeddings => "embeddings",
             HandlerKind::Messages => "messages",
             HandlerKind::CountTokens => "count_tokens",
+            HandlerKind::Responses => "responses",
+            HandlerKind::ResponsesCompact => "responses_compact",
             HandlerKind::KeysCreate => "keys_create",
             HandlerKind::KeysList => "keys_list",
             HandlerKind::KeysRevoke => "keys_revoke",
@@ -178,7 +184,9 @@ impl HandlerKind {
             | HandlerKind::Completions
             | HandlerKind::Embeddings
             | HandlerKind::Messages
-            | HandlerKind::CountTokens => ResourceKind::Model,
+            | HandlerKind::CountTokens
+            | HandlerKind::Responses
+            | HandlerKind::ResponsesCompact => ResourceKind::Model,
             HandlerKind::KeysRevoke | HandlerKind::KeysRotate => ResourceKind::Key,
             HandlerKind::KeysCreate
             | HandlerKind::KeysList

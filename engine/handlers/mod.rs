@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod mcp;
 pub mod meta;
 pub mod openai;
+pub mod responses;
 pub mod stream;
 
 use crate::auth::Identity;
@@ -74,6 +75,8 @@ pub enum Prepared {
     Messages(Box<anthropic::types::MessagesRequest>),
     /// An Anthropic token count request.
     CountTokens(Box<anthropic::types::MessagesRequest>),
+    /// An OpenAI Responses request.
+    Responses(Box<responses::types::ResponsesRequest>),
     /// `POST /v1/keys`.
     KeyCreate(admin::keys::CreateKey),
     /// `POST /v1/admin/users`.
@@ -93,6 +96,7 @@ impl Prepared {
             Prepared::Chat(c) | Prepared::Completion(c) => Some(&c.model),
             Prepared::Embeddings(e) => Some(&e.model),
             Prepared::Messages(m) | Prepared::CountTokens(m) => Some(&m.model),
+            Prepared::Responses(r) => Some(&r.model),
             _ => None,
         }
     }
@@ -114,6 +118,10 @@ impl Prepared {
         if let Prepared::Messages(m) = self {
             facts.stream = m.is_stream();
             facts.max_tokens = m.max_tokens.map(u64::from);
+        }
+        if let Prepared::Responses(r) = self {
+            facts.stream = r.is_stream();
+            facts.max_tokens = r.max_output_tokens.map(u64::from);
         }
     }
 }
@@ -140,6 +148,9 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
             anthropic::types::MessagesRequest::parse_count(body)?,
         )),
         HandlerKind::Mcp => Prepared::Mcp(body.clone()),
+        HandlerKind::Responses | HandlerKind::ResponsesCompact => {
+            Prepared::Responses(Box::new(responses::types::ResponsesRequest::parse(body)?))
+        }
         HandlerKind::Health
         | HandlerKind::OauthProtectedResource
         | HandlerKind::Version
@@ -182,6 +193,12 @@ pub async fn run(
         }
         (HandlerKind::CountTokens, Prepared::CountTokens(request)) => {
             anthropic::count_tokens(&ctx, *request).await
+        }
+        (HandlerKind::Responses, Prepared::Responses(request)) => {
+            responses::create(&ctx, *request).await
+        }
+        (HandlerKind::ResponsesCompact, Prepared::Responses(request)) => {
+            responses::compact(&ctx, *request).await
         }
         (HandlerKind::KeysCreate, Prepared::KeyCreate(body)) => {
             admin::keys::create(&ctx, body).await
