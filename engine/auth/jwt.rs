@@ -268,6 +268,7 @@ impl JwtVerifier {
                 groups: c.groups,
                 method: AuthMethod::Jwt,
                 key_id: None,
+                key_expires_at: None,
             },
             c.exp,
         ))

@@ -27,6 +27,8 @@ pub struct Identity {
     pub method: AuthMethod,
     /// The API key used, if any.
     pub key_id: Option<String>,
+    /// Expiry of the API key used, if it has one: keys it creates expire no later.
+    pub key_expires_at: Option<Timestamp>,
 }
 
 /// Authentication failures.
@@ -193,6 +195,7 @@ async fn verify_key(
         groups: found.user.groups.clone(),
         method: AuthMethod::ApiKey,
         key_id: Some(found.key.id.clone()),
+        key_expires_at: found.key.expires_at,
     })
 }
 
