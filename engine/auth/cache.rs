@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Default number of entries.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Longest time an unknown key id is remembered as unknown (never longer than the TTL), so a
+/// stream of one bogus key costs one directory lookup per interval, not one per request.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 struct Entry {
     at: Instant,
@@ -27,6 +30,8 @@ pub struct IdentityCache {
     ttl: Duration,
     capacity: usize,
     entries: RwLock<HashMap<String, Entry>>,
+    /// Key ids the directory did not know, and when it said so.
+    unknown: RwLock<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -51,7 +56,43 @@ impl IdentityCache {
             ttl,
             capacity,
             entries: RwLock::new(HashMap::new()),
+            unknown: RwLock::new(HashMap::new()),
         }
+    }
+
+    fn negative_ttl(&self) -> Duration {
+        self.ttl.min(NEGATIVE_TTL)
+    }
+
+    /// True when the directory recently said `key_id` does not exist.
+    pub fn known_unknown(&self, key_id: &str) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let ttl = self.negative_ttl();
+        self.unknown
+            .read()
+            .ok()
+            .and_then(|m| m.get(key_id).map(|at| at.elapsed() < ttl))
+            .unwrap_or(false)
+    }
+
+    /// Remembers that `key_id` does not exist (for at most [`NEGATIVE_TTL`]).
+    pub fn put_unknown(&self, key_id: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut m) = self.unknown.write() else {
+            return;
+        };
+        if m.len() >= self.capacity {
+            let ttl = self.negative_ttl();
+            m.retain(|_, at| at.elapsed() < ttl);
+            if m.len() >= self.capacity {
+                m.clear();
+            }
+        }
+        m.insert(key_id.to_string(), Instant::now());
     }
 
     /// The cache as `PENNYWORTH_IDENTITY_CACHE_TTL` (seconds; 0 disables) and
@@ -111,10 +152,13 @@ impl IdentityCache {
         );
     }
 
-    /// Forgets one key (revoked or rotated).
+    /// Forgets one key (revoked, rotated or just created).
     pub fn forget_key(&self, key_id: &str) {
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(key_id);
+        }
+        if let Ok(mut m) = self.unknown.write() {
+            m.remove(key_id);
         }
     }
 

@@ -170,12 +170,23 @@ async fn verify_key(
     let found = match cache.get(presented.id) {
         Some(found) => found,
         None => {
-            let found = Arc::new(
-                directory
-                    .find_key(&presented.owner, presented.id)
-                    .await?
-                    .ok_or(AuthError::Invalid)?,
-            );
+            // Anonymous traffic costs nothing upstream: a name no directory accepts is refused
+            // without a call, and an id the directory just said it does not know is not asked
+            // about again for a few seconds.
+            if crate::directory::validate_name("user name", &presented.owner).is_err()
+                || cache.known_unknown(presented.id)
+            {
+                return Err(AuthError::Invalid);
+            }
+            let found = match directory.find_key(&presented.owner, presented.id).await {
+                Ok(Some(found)) => Arc::new(found),
+                // "No such user" and "not a valid name" are the caller's mistake: 401, not 503.
+                Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
+                    cache.put_unknown(presented.id);
+                    return Err(AuthError::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            };
             cache.put(found.clone());
             found
         }

@@ -122,6 +122,8 @@ pub async fn create(
             expires_at,
         )
         .await?;
+        // The id may have been looked up (and remembered as unknown) before it existed.
+        ctx.engine.identities().forget_key(&record.id);
         issued(StatusCode::CREATED, &record, &key)
     })
     .await
@@ -272,6 +274,7 @@ pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             return Err(key_not_found(id));
         }
         ctx.engine.identities().forget_key(id);
+        ctx.engine.identities().forget_key(&new.id);
         issued(StatusCode::OK, &new, &generated.secret)
     })
     .await
