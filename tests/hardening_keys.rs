@@ -209,3 +209,90 @@ async fn revoke_every_key_of_a_user() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// Item 3: a token's enabled state and groups come from the directory (through the identity
+/// cache), not from the token alone until it expires.
+#[tokio::test]
+async fn token_identities_stay_fresh() {
+    let (engine, dir) = engine_with_jwt().await;
+    let admin_key = dir.key("admin").to_string();
+    // The token claims `admins`, the directory says `users`: the directory wins.
+    let claims_admin = token_for(&dir, "user", &["admins"]);
+    let (status, me) = call(&engine, "GET", "/v1/whoami", &claims_admin, Value::Null).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["groups"], json!(["users"]));
+    let (status, _) = call(
+        &engine,
+        "GET",
+        "/v1/admin/users",
+        &claims_admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // An admin demoted through the API loses admin rights on the next request.
+    let token = token_for(&dir, "dev", &["developers"]);
+    let (status, _) = call(
+        &engine,
+        "PATCH",
+        "/v1/admin/users/dev",
+        &admin_key,
+        json!({"groups": ["admins"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        call(&engine, "GET", "/v1/admin/users", &token, Value::Null)
+            .await
+            .0,
+        200
+    );
+    call(
+        &engine,
+        "PATCH",
+        "/v1/admin/users/dev",
+        &admin_key,
+        json!({"groups": ["developers"]}),
+    )
+    .await;
+    assert_eq!(
+        call(&engine, "GET", "/v1/admin/users", &token, Value::Null)
+            .await
+            .0,
+        403
+    );
+
+    // A disabled user's token stops working; a deleted user's too.
+    call(
+        &engine,
+        "PATCH",
+        "/v1/admin/users/dev",
+        &admin_key,
+        json!({"enabled": false}),
+    )
+    .await;
+    let (status, body) = call(&engine, "GET", "/v1/whoami", &token, Value::Null).await;
+    assert_eq!(status, 401, "{body}");
+    let nogroup = token_for(&dir, "nogroup", &[]);
+    assert_eq!(
+        call(&engine, "GET", "/v1/whoami", &nogroup, Value::Null)
+            .await
+            .0,
+        200
+    );
+    call(
+        &engine,
+        "DELETE",
+        "/v1/admin/users/nogroup",
+        &admin_key,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        call(&engine, "GET", "/v1/whoami", &nogroup, Value::Null)
+            .await
+            .0,
+        401
+    );
+}

@@ -7,7 +7,7 @@
 //! What is cached is the directory's record (hash, expiry, owner, groups); the presented key
 //! is still hashed and compared, and expiry checked, on every request.
 
-use crate::directory::KeyOwner;
+use crate::directory::{KeyOwner, User};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ pub struct IdentityCache {
     entries: RwLock<HashMap<String, Entry>>,
     /// Key ids the directory did not know, and when it said so.
     unknown: RwLock<HashMap<String, Instant>>,
+    /// Users behind tokens (enabled state and groups), by user name.
+    users: RwLock<HashMap<String, (Instant, Arc<User>)>>,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -57,7 +59,38 @@ impl IdentityCache {
             capacity,
             entries: RwLock::new(HashMap::new()),
             unknown: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// A fresh directory record of the user behind a token.
+    pub fn get_user(&self, username: &str) -> Option<Arc<User>> {
+        if !self.enabled() {
+            return None;
+        }
+        let users = self.users.read().ok()?;
+        users
+            .get(username)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, u)| u.clone())
+    }
+
+    /// Remembers the user behind a token.
+    pub fn put_user(&self, user: Arc<User>) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut users) = self.users.write() else {
+            return;
+        };
+        if users.len() >= self.capacity {
+            let ttl = self.ttl;
+            users.retain(|_, (at, _)| at.elapsed() < ttl);
+            if users.len() >= self.capacity {
+                users.clear();
+            }
+        }
+        users.insert(user.username.clone(), (Instant::now(), user));
     }
 
     fn negative_ttl(&self) -> Duration {
@@ -166,6 +199,9 @@ impl IdentityCache {
     pub fn forget_owner(&self, username: &str) {
         if let Ok(mut entries) = self.entries.write() {
             entries.retain(|_, e| e.found.user.username != username);
+        }
+        if let Ok(mut users) = self.users.write() {
+            users.remove(username);
         }
     }
 

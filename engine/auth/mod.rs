@@ -151,7 +151,7 @@ pub async fn authenticate(
                     continue;
                 }
                 return match jwt {
-                    Some(v) => v.verify(token).await,
+                    Some(v) => fresh(v.verify(token).await?, directory, cache).await,
                     None => Err(AuthError::JwtNotConfigured),
                 };
             }
@@ -159,6 +159,41 @@ pub async fn authenticate(
     }
     // The credential matched none of the route's methods.
     Err(AuthError::Malformed)
+}
+
+/// A verified token's identity with the user's current enabled state and groups from the
+/// directory (through the same TTL cache as keys), so a disabled user or a demoted admin loses
+/// access within the TTL, not when the token expires.
+async fn fresh(
+    mut identity: Identity,
+    directory: &dyn Directory,
+    cache: &IdentityCache,
+) -> Result<Identity, AuthError> {
+    let user = match cache.get_user(&identity.username) {
+        Some(u) => u,
+        None => {
+            let user = match directory.get_user(&identity.username).await {
+                Ok(Some(u)) => Arc::new(u),
+                Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
+                    return Err(AuthError::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            cache.put_user(user.clone());
+            user
+        }
+    };
+    // In Cognito the token's `sub` is the user's id: a token of a deleted user does not pass
+    // for a new user of the same name. (The embedded store issues no tokens.)
+    if directory.kind() == "cognito" && user.id != identity.user_id {
+        return Err(AuthError::Invalid);
+    }
+    if !user.enabled {
+        return Err(AuthError::Disabled);
+    }
+    identity.user_id = user.id.clone();
+    identity.groups = user.groups.clone();
+    Ok(identity)
 }
 
 async fn verify_key(
