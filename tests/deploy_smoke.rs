@@ -119,13 +119,8 @@ fn smoke_keys(url: &str, admin: &str, home: &Path, env: &[(&str, &str)]) -> Vec<
 #[test]
 fn smoke_test_checks_and_uses_its_key() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (_server, addr, printed) = common::server::start(&tmp.path().join("data"), &[]);
-    let admin = printed
-        .iter()
-        .map(|l| l.trim())
-        .find(|l| l.starts_with("pw-"))
-        .expect("admin key printed")
-        .to_string();
+    let (_server, addr, _) = common::server::start(&tmp.path().join("data"), &[]);
+    let admin = common::server::admin_key_file(&tmp.path().join("data")).expect("admin key");
     let url = format!("http://{addr}");
     let home = tmp.path().join("home");
     let key = smoke_user(&url, &admin, &home, &[]);
@@ -208,7 +203,6 @@ fn serve_with(
     let mut child = cmd.spawn().expect("spawn serve");
     let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
     let server = common::server::Server(child);
-    let mut key = String::new();
     loop {
         let mut line = String::new();
         assert!(
@@ -216,10 +210,8 @@ fn serve_with(
             "serve exited"
         );
         let line = line.trim();
-        if line.starts_with("pw-") {
-            key = line.to_string();
-        }
         if let Some(addr) = line.strip_prefix("pennyworth listening on ") {
+            let key = common::server::admin_key_file(data).unwrap_or_default();
             return (server, addr.to_string(), key);
         }
     }
