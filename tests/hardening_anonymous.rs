@@ -75,3 +75,45 @@ async fn bogus_keys_are_looked_up_once_per_interval() {
         .expect("key");
     assert_eq!(whoami(&engine, key.expose()).await.0, 200);
 }
+
+/// Item 6: a non-admin's `GET /v1/keys?all=true` lists their own keys without scanning the
+/// whole directory; an admin's still lists everyone's.
+#[tokio::test]
+async fn listing_all_keys_scans_only_for_those_who_may_see_them() {
+    let (engine, dir) = setup().await;
+    dir.create_user(NewUser {
+        username: "root".into(),
+        email: None,
+        groups: vec!["admins".into()],
+    })
+    .await
+    .expect("admin");
+    let (_, ann) = pennyworth::auth::issue_key(dir.as_ref(), "ann", "k", None)
+        .await
+        .expect("key");
+    let (_, root) = pennyworth::auth::issue_key(dir.as_ref(), "root", "k", None)
+        .await
+        .expect("key");
+    let (status, body) = common::call(
+        &engine,
+        "GET",
+        "/v1/keys?all=true",
+        ann.expose(),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(dir.scans.load(Ordering::SeqCst), 0, "no scan for a user");
+    let (status, body) = common::call(
+        &engine,
+        "GET",
+        "/v1/keys?all=true",
+        root.expose(),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(dir.scans.load(Ordering::SeqCst), 1);
+}

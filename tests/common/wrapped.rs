@@ -10,6 +10,8 @@ pub struct Wrapped {
     pub inner: LocalDirectory,
     /// `find_key` calls so far.
     pub finds: AtomicU64,
+    /// `list_users` calls so far (whole-directory scans).
+    pub scans: AtomicU64,
     /// Fail every call but `user_count` with `Throttled`.
     pub throttled: AtomicBool,
     /// Refuse names the way Cognito does (`InvalidParameterException` for names with spaces
@@ -22,6 +24,7 @@ impl Wrapped {
         Self {
             inner: LocalDirectory::in_memory().expect("store"),
             finds: AtomicU64::new(0),
+            scans: AtomicU64::new(0),
             throttled: AtomicBool::new(false),
             cognito_names: AtomicBool::new(false),
         }
@@ -75,6 +78,7 @@ impl Directory for Wrapped {
         self.inner.insert_key(key).await
     }
     async fn list_users(&self) -> Result<Vec<User>, DirectoryError> {
+        self.scans.fetch_add(1, Ordering::Relaxed);
         self.check()?;
         self.inner.list_users().await
     }
