@@ -34,6 +34,9 @@ pub struct IdentityCache {
     unknown: RwLock<HashMap<String, Instant>>,
     /// Users behind tokens (enabled state and groups), by user name.
     users: RwLock<HashMap<String, (Instant, Arc<User>)>>,
+    /// Key ids (`k:`) and user names (`u:`) forgotten recently, and when: a lookup that
+    /// started before a revoke must not put back what the revoke just removed.
+    forgotten: RwLock<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -60,7 +63,36 @@ impl IdentityCache {
             entries: RwLock::new(HashMap::new()),
             unknown: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
+            forgotten: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// True when `key_id` or `username` was forgotten at or after `since`.
+    fn stale(&self, since: Instant, key_id: Option<&str>, username: Option<&str>) -> bool {
+        let Ok(f) = self.forgotten.read() else {
+            return true;
+        };
+        let hit = |k: String| f.get(&k).is_some_and(|at| *at >= since);
+        key_id.is_some_and(|k| hit(format!("k:{k}")))
+            || username.is_some_and(|u| hit(format!("u:{u}")))
+    }
+
+    fn remember_forgotten(&self, what: String) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut f) = self.forgotten.write() else {
+            return;
+        };
+        if f.len() >= self.capacity {
+            // A lookup in flight for longer than this is stale anyway.
+            let keep = self.ttl.max(Duration::from_secs(60));
+            f.retain(|_, at| at.elapsed() < keep);
+            if f.len() >= self.capacity {
+                f.clear();
+            }
+        }
+        f.insert(what, Instant::now());
     }
 
     /// A fresh directory record of the user behind a token.
@@ -75,9 +107,10 @@ impl IdentityCache {
             .map(|(_, u)| u.clone())
     }
 
-    /// Remembers the user behind a token.
-    pub fn put_user(&self, user: Arc<User>) {
-        if !self.enabled() {
+    /// Remembers the user behind a token, looked up from `since` on (nothing if the user was
+    /// forgotten meanwhile).
+    pub fn put_user(&self, user: Arc<User>, since: Instant) {
+        if !self.enabled() || self.stale(since, None, Some(&user.username)) {
             return;
         }
         let Ok(mut users) = self.users.write() else {
@@ -110,9 +143,10 @@ impl IdentityCache {
             .unwrap_or(false)
     }
 
-    /// Remembers that `key_id` does not exist (for at most [`NEGATIVE_TTL`]).
-    pub fn put_unknown(&self, key_id: &str) {
-        if !self.enabled() {
+    /// Remembers that `key_id` does not exist (for at most [`NEGATIVE_TTL`]), as looked up
+    /// from `since` on.
+    pub fn put_unknown(&self, key_id: &str, since: Instant) {
+        if !self.enabled() || self.stale(since, Some(key_id), None) {
             return;
         }
         let Ok(mut m) = self.unknown.write() else {
@@ -159,9 +193,10 @@ impl IdentityCache {
             .map(|e| e.found.clone())
     }
 
-    /// Remembers a lookup.
-    pub fn put(&self, found: Arc<KeyOwner>) {
-        if !self.enabled() {
+    /// Remembers a lookup that started at `since`; nothing if the key or its owner was
+    /// forgotten (revoked, disabled, ...) meanwhile, so a revoke racing a lookup sticks.
+    pub fn put(&self, found: Arc<KeyOwner>, since: Instant) {
+        if !self.enabled() || self.stale(since, Some(&found.key.id), Some(&found.user.username)) {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -193,6 +228,7 @@ impl IdentityCache {
         if let Ok(mut m) = self.unknown.write() {
             m.remove(key_id);
         }
+        self.remember_forgotten(format!("k:{key_id}"));
     }
 
     /// Forgets every key of a user (disabled, regrouped or deleted).
@@ -203,6 +239,7 @@ impl IdentityCache {
         if let Ok(mut users) = self.users.write() {
             users.remove(username);
         }
+        self.remember_forgotten(format!("u:{username}"));
     }
 
     /// Number of entries (tests).
@@ -243,27 +280,52 @@ mod tests {
         })
     }
 
+    impl IdentityCache {
+        fn put_now(&self, found: Arc<KeyOwner>) {
+            self.put(found, Instant::now());
+        }
+    }
+
+    #[test]
+    fn a_revoke_racing_a_lookup_is_not_undone() {
+        let c = IdentityCache::new(Duration::from_secs(60), 10);
+        // A lookup starts, the key is revoked (and forgotten), then the lookup's result
+        // arrives: it must not be cached, or the key would work for the TTL.
+        let started = Instant::now();
+        c.forget_key("a");
+        c.put(owner("a", "alice"), started);
+        assert!(c.get("a").is_none());
+        // Same for a user disabled during the lookup.
+        let started = Instant::now();
+        c.forget_owner("bob");
+        c.put(owner("b", "bob"), started);
+        assert!(c.get("b").is_none());
+        // A lookup that starts after the revoke is cached as usual.
+        c.put(owner("a", "alice"), Instant::now());
+        assert!(c.get("a").is_some());
+    }
+
     #[test]
     fn ttl_capacity_and_invalidation() {
         let c = IdentityCache::new(Duration::from_secs(60), 2);
-        c.put(owner("a", "alice"));
-        c.put(owner("b", "bob"));
+        c.put_now(owner("a", "alice"));
+        c.put_now(owner("b", "bob"));
         assert!(c.get("a").is_some() && c.get("b").is_some());
-        c.put(owner("c", "carol"));
+        c.put_now(owner("c", "carol"));
         assert!(c.len() <= 2 && c.get("c").is_some());
         c.forget_key("c");
         assert!(c.get("c").is_none());
-        c.put(owner("d", "dave"));
+        c.put_now(owner("d", "dave"));
         c.forget_owner("dave");
         assert!(c.get("d").is_none());
 
         let expired = IdentityCache::new(Duration::from_nanos(1), 10);
-        expired.put(owner("a", "alice"));
+        expired.put_now(owner("a", "alice"));
         std::thread::sleep(Duration::from_millis(2));
         assert!(expired.get("a").is_none());
 
         let off = IdentityCache::new(Duration::ZERO, 10);
-        off.put(owner("a", "alice"));
+        off.put_now(owner("a", "alice"));
         assert!(off.get("a").is_none() && off.is_empty());
     }
 }

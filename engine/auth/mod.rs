@@ -172,6 +172,7 @@ async fn fresh(
     let user = match cache.get_user(&identity.username) {
         Some(u) => u,
         None => {
+            let since = std::time::Instant::now();
             let user = match directory.get_user(&identity.username).await {
                 Ok(Some(u)) => Arc::new(u),
                 Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
@@ -179,7 +180,7 @@ async fn fresh(
                 }
                 Err(e) => return Err(e.into()),
             };
-            cache.put_user(user.clone());
+            cache.put_user(user.clone(), since);
             user
         }
     };
@@ -213,16 +214,17 @@ async fn verify_key(
             {
                 return Err(AuthError::Invalid);
             }
+            let since = std::time::Instant::now();
             let found = match directory.find_key(&presented.owner, presented.id).await {
                 Ok(Some(found)) => Arc::new(found),
                 // "No such user" and "not a valid name" are the caller's mistake: 401, not 503.
                 Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
-                    cache.put_unknown(presented.id);
+                    cache.put_unknown(presented.id, since);
                     return Err(AuthError::Invalid);
                 }
                 Err(e) => return Err(e.into()),
             };
-            cache.put(found.clone());
+            cache.put(found.clone(), since);
             found
         }
     };
