@@ -119,6 +119,7 @@ async fn main() {
         groups: vec!["users".into()],
         method: pennyworth::config::routes::AuthMethod::ApiKey,
         key_id: Some("bench.any".into()),
+        key_expires_at: None,
     };
     let usage = pennyworth::providers::TokenUsage {
         prompt: 1200,

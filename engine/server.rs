@@ -1,10 +1,14 @@
 //! The local HTTP/1.1 server (`pennyworth serve`): a thin front end over [`Engine::handle`].
+//!
+//! Bounded under abuse ([`Limits`]): headers and bodies have read deadlines, an over-limit body
+//! is read and discarded up to a bound so the client sees its 413 rather than a reset, and the
+//! number of open connections is capped (beyond it, connections wait in the listen backlog).
 
 use crate::body::Body;
 use crate::engine::{ClientAddr, Engine, too_large};
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,9 +24,71 @@ use tokio::net::TcpListener;
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads the body up to the engine's limit and hands the request to the engine.
+/// Resource bounds of the local server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time to receive a request's headers.
+    pub header_read_timeout: Duration,
+    /// Time to receive a whole request body (the 6 MB limit at 200 kB/s).
+    pub body_read_timeout: Duration,
+    /// Most bytes of an over-limit body read and thrown away before the 413, so the client
+    /// (which is still sending) reads the answer instead of a connection reset; a body
+    /// declared larger than this gets its 413 at once and the connection closes.
+    pub discard_bytes: u64,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            discard_bytes: 16 * 1024 * 1024,
+            max_connections: 1024,
+        }
+    }
+}
+
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+fn body_timeout() -> Response<Body> {
+    closing(
+        crate::errors::ApiError::new(
+            http::StatusCode::REQUEST_TIMEOUT,
+            crate::errors::ErrorKind::InvalidRequestError,
+            "body_timeout",
+            "the request body did not arrive in time",
+        )
+        .into_response(),
+    )
+}
+
+/// Reads and drops what is left of a body, up to `bound` bytes in all.
+async fn discard(mut body: Incoming, bound: u64) {
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return };
+        if let Some(data) = frame.data_ref() {
+            seen = seen.saturating_add(data.len() as u64);
+            if seen > bound {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads the body up to the engine's limit (within the body deadline) and hands the request
+/// to the engine.
 async fn answer(
     engine: Arc<Engine>,
+    limits: Limits,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Body> {
@@ -33,18 +99,47 @@ async fn answer(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(limit).into_response();
-    }
-    let bytes: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n <= limits.discard_bytes {
+            // Whatever happens, the answer is 413: read at most the declared bytes, in time.
+            let _ = tokio::time::timeout(limits.body_read_timeout, discard(body, n)).await;
             return too_large(limit).into_response();
         }
-        Err(e) => {
+        return closing(too_large(limit).into_response());
+    }
+    enum Read {
+        Done(Bytes),
+        TooLarge(Incoming),
+        Failed(hyper::Error),
+    }
+    let read = async {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => return Read::Done(buf.freeze()),
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        if buf.len().saturating_add(data.len()) > limit {
+                            return Read::TooLarge(body);
+                        }
+                        buf.extend_from_slice(data);
+                    }
+                }
+                Some(Err(e)) => return Read::Failed(e),
+            }
+        }
+    };
+    let bytes: Bytes = match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Err(_) => return body_timeout(),
+        Ok(Read::Done(bytes)) => bytes,
+        Ok(Read::TooLarge(rest)) => {
+            // A streamed body over the limit: drain a bounded rest so the 413 is read.
+            let bound = limits.discard_bytes.saturating_sub(limit as u64);
+            let _ = tokio::time::timeout(limits.body_read_timeout, discard(rest, bound)).await;
+            return closing(too_large(limit).into_response());
+        }
+        Ok(Read::Failed(e)) => {
             tracing::debug!(error = %e, "client body read failed");
             return crate::errors::ApiError::bad_request(
                 "body_read_failed",
@@ -104,18 +199,38 @@ pub async fn serve(
         .map(|_| ())
 }
 
-/// Like [`serve`], and `abort` (first polled when the drain starts, e.g. a second Ctrl-C)
-/// ends the drain at once.
+/// Like [`serve_until`] with the default [`Limits`].
 pub async fn serve_until(
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     abort: impl Future<Output = ()>,
 ) -> std::io::Result<Stopped> {
+    serve_with_limits(engine, listener, shutdown, abort, Limits::default()).await
+}
+
+/// Like [`serve`] within `limits`, and `abort` (first polled when the drain starts, e.g. a
+/// second Ctrl-C) ends the drain at once.
+pub async fn serve_with_limits(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    abort: impl Future<Output = ()>,
+    limits: Limits,
+) -> std::io::Result<Stopped> {
     let graceful = GracefulShutdown::new();
     let open = OpenConnections::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -131,11 +246,13 @@ pub async fn serve_until(
                 let engine = engine.clone();
                 let service = service_fn(move |req| {
                     let engine = engine.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(engine, peer, req).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(answer(engine, limits, peer, req).await)
+                    }
                 });
                 let conn = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 let guard = open.enter();
@@ -144,6 +261,7 @@ pub async fn serve_until(
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     drop(guard);
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,

@@ -130,12 +130,8 @@ fn claude_code_runs_a_tool_through_the_gateway() {
         ),
     ];
     let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = printed
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("pw-"))
-        .unwrap_or_else(|| panic!("serve printed no admin key: {printed:?}"))
-        .to_string();
+    let admin_key = common::server::admin_key_file(data.path())
+        .unwrap_or_else(|| panic!("serve left no admin key file: {printed:?}"));
     let url = format!("http://{addr}");
 
     // A user of the `users` group, with a key of their own.

@@ -109,8 +109,14 @@ fn manage_users_and_keys_against_serve() {
         "{text}"
     );
 
+    // A user's own API key cannot mint keys (create or rotate): an admin rotates.
+    fails_with(
+        &run(Some(&carol), &["keys", "rotate", &id, "--json"]),
+        1,
+        "HTTP 403",
+    );
     // Rotate: the old key dies, the new one works.
-    let rotated = ok_json(&run(Some(&carol), &["keys", "rotate", &id, "--json"]));
+    let rotated = ok_json(&run(Some(&admin), &["keys", "rotate", &id, "--json"]));
     let carol2 = rotated["key"].as_str().expect("key").to_string();
     fails_with(&run(Some(&carol), &["whoami"]), 1, "invalid_api_key");
     assert_eq!(
@@ -126,6 +132,28 @@ fn manage_users_and_keys_against_serve() {
             .success()
     );
     fails_with(&run(Some(&carol2), &["whoami"]), 1, "HTTP 401");
+
+    // Revoke every key of a user at once: two keys, one command with either of them.
+    let mut spare = Vec::new();
+    for name in ["a", "b"] {
+        let k = ok_json(&run(
+            Some(&admin),
+            &[
+                "keys", "create", "--name", name, "--user", "carol", "--json",
+            ],
+        ));
+        spare.push(k["key"].as_str().expect("key").to_string());
+    }
+    let all = ok_json(&run(Some(&spare[0]), &["keys", "revoke-all", "--json"]));
+    assert_eq!(all["revoked"].as_array().map(Vec::len), Some(2), "{all}");
+    for k in &spare {
+        fails_with(&run(Some(k), &["whoami"]), 1, "HTTP 401");
+    }
+    let none = run(Some(&admin), &["keys", "revoke-all", "--user", "carol"]);
+    assert!(
+        String::from_utf8_lossy(&none.stdout).contains("revoked 0 key(s) of carol"),
+        "{none:?}"
+    );
 
     // Users management and its errors.
     let shown = ok_json(&run(

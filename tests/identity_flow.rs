@@ -10,14 +10,16 @@ use serde_json::{Value, json};
 async fn keys_lifecycle() {
     let (engine, dir) = common::engine(&common::repo_root()).await;
     let user_key = dir.key("user").to_string();
+    // Keys are minted by an admin (or the user's own sign-in, `tests/hardening_keys.rs`).
+    let admin = dir.key("admin").to_string();
 
     // Create a second key; it works at once and is listed without its secret.
     let (status, created) = call(
         &engine,
         "POST",
         "/v1/keys",
-        &user_key,
-        json!({"name": "ci"}),
+        &admin,
+        json!({"name": "ci", "user": "user"}),
     )
     .await;
     assert_eq!(status, 201, "{created}");
@@ -39,7 +41,7 @@ async fn keys_lifecycle() {
         &engine,
         "POST",
         &format!("/v1/keys/{new_id}/rotate"),
-        &user_key,
+        &admin,
         Value::Null,
     )
     .await;
@@ -65,7 +67,7 @@ async fn keys_lifecycle() {
             &engine,
             "POST",
             &format!("/v1/keys/{new_id}/rotate"),
-            &user_key,
+            &admin,
             Value::Null
         )
         .await
@@ -101,7 +103,7 @@ async fn keys_lifecycle() {
 #[tokio::test]
 async fn key_limit_is_enforced() {
     let (engine, dir) = common::engine(&common::repo_root()).await;
-    let key = dir.key("dev").to_string();
+    let key = dir.key("admin").to_string();
     // The test setup gave each user one key.
     for i in 1..pennyworth::directory::MAX_KEYS_PER_USER {
         let (status, body) = call(
@@ -109,7 +111,7 @@ async fn key_limit_is_enforced() {
             "POST",
             "/v1/keys",
             &key,
-            json!({"name": format!("k{i}")}),
+            json!({"name": format!("k{i}"), "user": "dev"}),
         )
         .await;
         assert_eq!(status, 201, "{body}");
@@ -119,7 +121,7 @@ async fn key_limit_is_enforced() {
         "POST",
         "/v1/keys",
         &key,
-        json!({"name": "one too many"}),
+        json!({"name": "one too many", "user": "dev"}),
     )
     .await;
     assert_eq!(status, 400);

@@ -44,6 +44,18 @@ fn sign(claims: &Value, kid: &str, pem: &str) -> String {
 async fn setup(jwks: &str) -> (Engine, Arc<AtomicUsize>, common::TestDirectory) {
     let (url, hits) = common::jwks::serve(fixture(jwks)).await;
     let dir = common::TestDirectory::new().await;
+    // The user behind the tokens: enabled state and groups come from the directory.
+    use pennyworth::directory::Directory as _;
+    for (name, group) in [("alice", "developers"), ("bob", "users")] {
+        dir.directory
+            .create_user(pennyworth::directory::NewUser {
+                username: name.into(),
+                email: None,
+                groups: vec![group.into()],
+            })
+            .await
+            .expect("user");
+    }
     let config = pennyworth::CompiledConfig::load(&common::repo_root()).expect("config");
     let verifier = JwtVerifier::new(JwtConfig {
         issuer: ISSUER.into(),

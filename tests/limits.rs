@@ -191,6 +191,7 @@ fn identity(user: &str, key: Option<&str>) -> Identity {
         groups: vec!["users".into()],
         method: AuthMethod::ApiKey,
         key_id: key.map(str::to_string),
+        key_expires_at: None,
     }
 }
 

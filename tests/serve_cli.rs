@@ -26,19 +26,48 @@ fn get(addr: &str, path: &str) -> String {
     out
 }
 
+fn get_with_key(addr: &str, path: &str, key: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 #[test]
-fn first_start_prints_a_key_once_and_init_refuses_afterwards() {
+fn first_start_hands_the_key_over_once_and_init_refuses_afterwards() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let (server, addr, printed) = start(&data);
-    let key_lines: Vec<&String> = printed
-        .iter()
-        .filter(|l| l.trim().starts_with("pw-"))
-        .collect();
-    assert_eq!(
-        key_lines.len(),
-        1,
-        "one key printed on first start: {printed:?}"
+    // The key never goes to stdout (log collectors keep it): with no terminal on stderr it is
+    // in a file only its owner can read, and stdout says where.
+    assert!(
+        printed.iter().all(|l| !l.contains("pw-")),
+        "no key on stdout: {printed:?}"
+    );
+    assert!(
+        printed.iter().any(|l| l.contains("admin-key")),
+        "where the key is: {printed:?}"
+    );
+    let key = common::server::admin_key_file(&data).expect("key file");
+    assert!(key.starts_with("pw-"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("admin-key"))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        get_with_key(&addr, "/v1/whoami", &key).contains("\"admin\""),
+        "the key works"
     );
     assert!(get(&addr, "/v1/health").contains("{\"status\":\"ok\"}"));
     drop(server);

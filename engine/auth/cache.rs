@@ -7,7 +7,7 @@
 //! What is cached is the directory's record (hash, expiry, owner, groups); the presented key
 //! is still hashed and compared, and expiry checked, on every request.
 
-use crate::directory::KeyOwner;
+use crate::directory::{KeyOwner, User};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Default number of entries.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Longest time an unknown key id is remembered as unknown (never longer than the TTL), so a
+/// stream of one bogus key costs one directory lookup per interval, not one per request.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 struct Entry {
     at: Instant,
@@ -27,6 +30,13 @@ pub struct IdentityCache {
     ttl: Duration,
     capacity: usize,
     entries: RwLock<HashMap<String, Entry>>,
+    /// Key ids the directory did not know, and when it said so.
+    unknown: RwLock<HashMap<String, Instant>>,
+    /// Users behind tokens (enabled state and groups), by user name.
+    users: RwLock<HashMap<String, (Instant, Arc<User>)>>,
+    /// Key ids (`k:`) and user names (`u:`) forgotten recently, and when: a lookup that
+    /// started before a revoke must not put back what the revoke just removed.
+    forgotten: RwLock<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -51,7 +61,105 @@ impl IdentityCache {
             ttl,
             capacity,
             entries: RwLock::new(HashMap::new()),
+            unknown: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            forgotten: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// True when `key_id` or `username` was forgotten at or after `since`.
+    fn stale(&self, since: Instant, key_id: Option<&str>, username: Option<&str>) -> bool {
+        let Ok(f) = self.forgotten.read() else {
+            return true;
+        };
+        let hit = |k: String| f.get(&k).is_some_and(|at| *at >= since);
+        key_id.is_some_and(|k| hit(format!("k:{k}")))
+            || username.is_some_and(|u| hit(format!("u:{u}")))
+    }
+
+    fn remember_forgotten(&self, what: String) {
+        if !self.enabled() {
+            return;
+        }
+        let Ok(mut f) = self.forgotten.write() else {
+            return;
+        };
+        if f.len() >= self.capacity {
+            // A lookup in flight for longer than this is stale anyway.
+            let keep = self.ttl.max(Duration::from_secs(60));
+            f.retain(|_, at| at.elapsed() < keep);
+            if f.len() >= self.capacity {
+                f.clear();
+            }
+        }
+        f.insert(what, Instant::now());
+    }
+
+    /// A fresh directory record of the user behind a token.
+    pub fn get_user(&self, username: &str) -> Option<Arc<User>> {
+        if !self.enabled() {
+            return None;
+        }
+        let users = self.users.read().ok()?;
+        users
+            .get(username)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, u)| u.clone())
+    }
+
+    /// Remembers the user behind a token, looked up from `since` on (nothing if the user was
+    /// forgotten meanwhile).
+    pub fn put_user(&self, user: Arc<User>, since: Instant) {
+        if !self.enabled() || self.stale(since, None, Some(&user.username)) {
+            return;
+        }
+        let Ok(mut users) = self.users.write() else {
+            return;
+        };
+        if users.len() >= self.capacity {
+            let ttl = self.ttl;
+            users.retain(|_, (at, _)| at.elapsed() < ttl);
+            if users.len() >= self.capacity {
+                users.clear();
+            }
+        }
+        users.insert(user.username.clone(), (Instant::now(), user));
+    }
+
+    fn negative_ttl(&self) -> Duration {
+        self.ttl.min(NEGATIVE_TTL)
+    }
+
+    /// True when the directory recently said `key_id` does not exist.
+    pub fn known_unknown(&self, key_id: &str) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let ttl = self.negative_ttl();
+        self.unknown
+            .read()
+            .ok()
+            .and_then(|m| m.get(key_id).map(|at| at.elapsed() < ttl))
+            .unwrap_or(false)
+    }
+
+    /// Remembers that `key_id` does not exist (for at most [`NEGATIVE_TTL`]), as looked up
+    /// from `since` on.
+    pub fn put_unknown(&self, key_id: &str, since: Instant) {
+        if !self.enabled() || self.stale(since, Some(key_id), None) {
+            return;
+        }
+        let Ok(mut m) = self.unknown.write() else {
+            return;
+        };
+        if m.len() >= self.capacity {
+            let ttl = self.negative_ttl();
+            m.retain(|_, at| at.elapsed() < ttl);
+            if m.len() >= self.capacity {
+                m.clear();
+            }
+        }
+        m.insert(key_id.to_string(), Instant::now());
     }
 
     /// The cache as `PENNYWORTH_IDENTITY_CACHE_TTL` (seconds; 0 disables) and
@@ -85,9 +193,10 @@ impl IdentityCache {
             .map(|e| e.found.clone())
     }
 
-    /// Remembers a lookup.
-    pub fn put(&self, found: Arc<KeyOwner>) {
-        if !self.enabled() {
+    /// Remembers a lookup that started at `since`; nothing if the key or its owner was
+    /// forgotten (revoked, disabled, ...) meanwhile, so a revoke racing a lookup sticks.
+    pub fn put(&self, found: Arc<KeyOwner>, since: Instant) {
+        if !self.enabled() || self.stale(since, Some(&found.key.id), Some(&found.user.username)) {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -111,11 +220,15 @@ impl IdentityCache {
         );
     }
 
-    /// Forgets one key (revoked or rotated).
+    /// Forgets one key (revoked, rotated or just created).
     pub fn forget_key(&self, key_id: &str) {
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(key_id);
         }
+        if let Ok(mut m) = self.unknown.write() {
+            m.remove(key_id);
+        }
+        self.remember_forgotten(format!("k:{key_id}"));
     }
 
     /// Forgets every key of a user (disabled, regrouped or deleted).
@@ -123,6 +236,10 @@ impl IdentityCache {
         if let Ok(mut entries) = self.entries.write() {
             entries.retain(|_, e| e.found.user.username != username);
         }
+        if let Ok(mut users) = self.users.write() {
+            users.remove(username);
+        }
+        self.remember_forgotten(format!("u:{username}"));
     }
 
     /// Number of entries (tests).
@@ -163,27 +280,52 @@ mod tests {
         })
     }
 
+    impl IdentityCache {
+        fn put_now(&self, found: Arc<KeyOwner>) {
+            self.put(found, Instant::now());
+        }
+    }
+
+    #[test]
+    fn a_revoke_racing_a_lookup_is_not_undone() {
+        let c = IdentityCache::new(Duration::from_secs(60), 10);
+        // A lookup starts, the key is revoked (and forgotten), then the lookup's result
+        // arrives: it must not be cached, or the key would work for the TTL.
+        let started = Instant::now();
+        c.forget_key("a");
+        c.put(owner("a", "alice"), started);
+        assert!(c.get("a").is_none());
+        // Same for a user disabled during the lookup.
+        let started = Instant::now();
+        c.forget_owner("bob");
+        c.put(owner("b", "bob"), started);
+        assert!(c.get("b").is_none());
+        // A lookup that starts after the revoke is cached as usual.
+        c.put(owner("a", "alice"), Instant::now());
+        assert!(c.get("a").is_some());
+    }
+
     #[test]
     fn ttl_capacity_and_invalidation() {
         let c = IdentityCache::new(Duration::from_secs(60), 2);
-        c.put(owner("a", "alice"));
-        c.put(owner("b", "bob"));
+        c.put_now(owner("a", "alice"));
+        c.put_now(owner("b", "bob"));
         assert!(c.get("a").is_some() && c.get("b").is_some());
-        c.put(owner("c", "carol"));
+        c.put_now(owner("c", "carol"));
         assert!(c.len() <= 2 && c.get("c").is_some());
         c.forget_key("c");
         assert!(c.get("c").is_none());
-        c.put(owner("d", "dave"));
+        c.put_now(owner("d", "dave"));
         c.forget_owner("dave");
         assert!(c.get("d").is_none());
 
         let expired = IdentityCache::new(Duration::from_nanos(1), 10);
-        expired.put(owner("a", "alice"));
+        expired.put_now(owner("a", "alice"));
         std::thread::sleep(Duration::from_millis(2));
         assert!(expired.get("a").is_none());
 
         let off = IdentityCache::new(Duration::ZERO, 10);
-        off.put(owner("a", "alice"));
+        off.put_now(owner("a", "alice"));
         assert!(off.get("a").is_none() && off.is_empty());
     }
 }

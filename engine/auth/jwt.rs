@@ -1,8 +1,11 @@
 //! Cognito JWTs: access and id tokens verified against the user pool's JWKS.
 //!
 //! RS256 only. The JWKS is fetched once and cached; a token with an unknown `kid` triggers a
-//! refetch at most once per [`REFETCH_INTERVAL`] (key rotation without a restart, and no way
-//! for garbage tokens to make the gateway hammer Cognito). Checked: signature, `iss`, `exp`
+//! refetch at most once per [`REFETCH_INTERVAL`] after the last successful fetch (key rotation
+//! without a restart, and no way for garbage tokens to make the gateway hammer Cognito). One
+//! fetch runs at a time and everyone waiting shares its result; a failed fetch is retried
+//! after a backoff (1 s doubling to [`MAX_BACKOFF`]), and while it fails tokens are answered
+//! 503, never 401. Checked: signature, `iss`, `exp`
 //! and `nbf` with a small leeway, `token_use`, and `client_id` (access tokens) or `aud` (id
 //! tokens). Groups come from `cognito:groups`.
 
@@ -13,11 +16,25 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// Least time between two JWKS fetches caused by unknown `kid`s.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest wait between two failed JWKS fetches.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First wait after a failed JWKS fetch.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// When the JWKS was fetched and how the last attempts went.
+#[derive(Debug, Default)]
+struct FetchState {
+    last_success: Option<Instant>,
+    /// Consecutive failures, and when the next attempt may run.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
 /// Clock skew tolerated for `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -105,7 +122,8 @@ pub struct JwtVerifier {
     config: JwtConfig,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// Held during a fetch: one fetch at a time, the others wait for its result.
+    fetch: tokio::sync::Mutex<FetchState>,
     validation: Validation,
 }
 
@@ -157,32 +175,69 @@ impl JwtVerifier {
             http,
             keys: RwLock::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
             validation,
         })
     }
 
-    /// Fetches the JWKS unless one was fetched within [`REFETCH_INTERVAL`].
-    async fn refresh(&self) -> Result<(), AuthError> {
-        {
-            let Ok(mut last) = self.last_fetch.lock() else {
-                return Err(unavailable("JWKS state poisoned"));
-            };
-            if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+    /// Makes sure the JWKS has been asked for `kid`: fetches it unless a fetch succeeded
+    /// within [`REFETCH_INTERVAL`] or a failed one is backing off. `Err` (503) while the last
+    /// attempt failed: then an unknown `kid` may be a valid new key, so it is no 401.
+    async fn refresh(&self, kid: &str) -> Result<(), AuthError> {
+        let mut state = self.fetch.lock().await;
+        // Someone else's fetch, while this caller waited, may have brought the key.
+        if self.key(kid).is_some() {
+            return Ok(());
         }
+        let now = Instant::now();
+        if let Some(retry_at) = state.retry_at {
+            if now < retry_at {
+                return Err(unavailable(
+                    "the JWKS could not be fetched; retrying after a backoff",
+                ));
+            }
+        } else if state
+            .last_success
+            .is_some_and(|t| now.duration_since(t) < REFETCH_INTERVAL)
+        {
+            return Ok(());
+        }
+        match self.fetch_keys().await {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "JWKS fetched");
+                if let Ok(mut k) = self.keys.write() {
+                    *k = keys;
+                }
+                *state = FetchState {
+                    last_success: Some(Instant::now()),
+                    failures: 0,
+                    retry_at: None,
+                };
+                Ok(())
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1u32 << state.failures.saturating_sub(1).min(8))
+                    .min(MAX_BACKOFF);
+                state.retry_at = Some(Instant::now() + backoff);
+                tracing::warn!(error = %e, failures = state.failures, backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "JWKS fetch failed");
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, String> {
         let set: JwkSet = self
             .http
             .get(&self.config.jwks_url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(format!("JWKS fetch failed: {e}")))?
+            .map_err(|e| format!("JWKS fetch failed: {e}"))?
             .json()
             .await
-            .map_err(|e| unavailable(format!("JWKS is not valid JSON: {e}")))?;
+            .map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
@@ -191,11 +246,10 @@ impl JwtVerifier {
             };
             keys.insert(kid, key);
         }
-        tracing::info!(keys = keys.len(), "JWKS fetched");
-        if let Ok(mut k) = self.keys.write() {
-            *k = keys;
+        if keys.is_empty() {
+            return Err("the JWKS holds no usable RS256 key".to_string());
         }
-        Ok(())
+        Ok(keys)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
@@ -242,7 +296,7 @@ impl JwtVerifier {
         let key = match self.key(&kid) {
             Some(k) => k,
             None => {
-                self.refresh().await?;
+                self.refresh(&kid).await?;
                 self.key(&kid).ok_or(AuthError::Invalid)?
             }
         };
@@ -273,6 +327,7 @@ impl JwtVerifier {
                 groups: c.groups,
                 method: AuthMethod::Jwt,
                 key_id: None,
+                key_expires_at: None,
             },
             c.exp,
         ))

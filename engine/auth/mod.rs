@@ -27,6 +27,8 @@ pub struct Identity {
     pub method: AuthMethod,
     /// The API key used, if any.
     pub key_id: Option<String>,
+    /// Expiry of the API key used, if it has one: keys it creates expire no later.
+    pub key_expires_at: Option<Timestamp>,
 }
 
 /// Authentication failures.
@@ -149,7 +151,7 @@ pub async fn authenticate(
                     continue;
                 }
                 return match jwt {
-                    Some(v) => v.verify(token).await,
+                    Some(v) => fresh(v.verify(token).await?, directory, cache).await,
                     None => Err(AuthError::JwtNotConfigured),
                 };
             }
@@ -157,6 +159,42 @@ pub async fn authenticate(
     }
     // The credential matched none of the route's methods.
     Err(AuthError::Malformed)
+}
+
+/// A verified token's identity with the user's current enabled state and groups from the
+/// directory (through the same TTL cache as keys), so a disabled user or a demoted admin loses
+/// access within the TTL, not when the token expires.
+async fn fresh(
+    mut identity: Identity,
+    directory: &dyn Directory,
+    cache: &IdentityCache,
+) -> Result<Identity, AuthError> {
+    let user = match cache.get_user(&identity.username) {
+        Some(u) => u,
+        None => {
+            let since = std::time::Instant::now();
+            let user = match directory.get_user(&identity.username).await {
+                Ok(Some(u)) => Arc::new(u),
+                Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
+                    return Err(AuthError::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            cache.put_user(user.clone(), since);
+            user
+        }
+    };
+    // In Cognito the token's `sub` is the user's id: a token of a deleted user does not pass
+    // for a new user of the same name. (The embedded store issues no tokens.)
+    if directory.kind() == "cognito" && user.id != identity.user_id {
+        return Err(AuthError::Invalid);
+    }
+    if !user.enabled {
+        return Err(AuthError::Disabled);
+    }
+    identity.user_id = user.id.clone();
+    identity.groups = user.groups.clone();
+    Ok(identity)
 }
 
 async fn verify_key(
@@ -168,13 +206,25 @@ async fn verify_key(
     let found = match cache.get(presented.id) {
         Some(found) => found,
         None => {
-            let found = Arc::new(
-                directory
-                    .find_key(&presented.owner, presented.id)
-                    .await?
-                    .ok_or(AuthError::Invalid)?,
-            );
-            cache.put(found.clone());
+            // Anonymous traffic costs nothing upstream: a name no directory accepts is refused
+            // without a call, and an id the directory just said it does not know is not asked
+            // about again for a few seconds.
+            if crate::directory::validate_name("user name", &presented.owner).is_err()
+                || cache.known_unknown(presented.id)
+            {
+                return Err(AuthError::Invalid);
+            }
+            let since = std::time::Instant::now();
+            let found = match directory.find_key(&presented.owner, presented.id).await {
+                Ok(Some(found)) => Arc::new(found),
+                // "No such user" and "not a valid name" are the caller's mistake: 401, not 503.
+                Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
+                    cache.put_unknown(presented.id, since);
+                    return Err(AuthError::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            cache.put(found.clone(), since);
             found
         }
     };
@@ -193,6 +243,7 @@ async fn verify_key(
         groups: found.user.groups.clone(),
         method: AuthMethod::ApiKey,
         key_id: Some(found.key.id.clone()),
+        key_expires_at: found.key.expires_at,
     })
 }
 

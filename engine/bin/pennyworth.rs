@@ -116,14 +116,51 @@ fn report_config_errors(dir: &Path, errors: &pennyworth::config::ConfigErrors) {
     }
 }
 
-fn print_key(user: &str, key: &str) {
-    say("");
+/// File in the data directory that receives the first admin key when no terminal can.
+const ADMIN_KEY_FILE: &str = "admin-key";
+
+/// Hands the first admin key to a person, never to stdout (which log collectors keep): to the
+/// terminal when stderr is one, else to `<data_dir>/admin-key`, created with mode 0600.
+/// Stdout only says where it went.
+fn hand_over_key(data_dir: &Path, user: &str, key: &str) -> Result<(), String> {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        eline!();
+        eline!("  Created admin user `{user}` with API key (shown once, store it now):");
+        eline!();
+        eline!("    {key}");
+        eline!();
+        say(format!(
+            "created admin user `{user}`; its API key was shown on the terminal (stderr)"
+        ));
+        return Ok(());
+    }
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    write_private(&path, &format!("{key}\n"))
+        .map_err(|e| format!("cannot write the admin key to `{}`: {e}", path.display()))?;
     say(format!(
-        "  Created admin user `{user}` with API key (shown once, store it now):"
+        "created admin user `{user}`; its API key (shown once) is in `{}` (mode 0600): store it, then delete the file",
+        path.display()
     ));
-    say("");
-    say(format!("    {key}"));
-    say("");
+    Ok(())
+}
+
+/// Writes a new file readable by its owner only; an existing file is an error.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// One line on stdout; a closed stdout drops it instead of panicking.
@@ -174,7 +211,12 @@ async fn serve(config: PathBuf, data_dir: PathBuf, listen: SocketAddr) -> ExitCo
     };
     match directory.user_count().await {
         Ok(0) => match auth::initialize(directory.as_ref(), "admin").await {
-            Ok((user, _, key)) => print_key(&user.username, key.expose()),
+            Ok((user, _, key)) => {
+                if let Err(e) = hand_over_key(&data_dir, &user.username, key.expose()) {
+                    eline!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             Err(e) => {
                 eline!("error: cannot initialize the store: {e}");
                 return ExitCode::FAILURE;
@@ -250,10 +292,12 @@ async fn init(data_dir: PathBuf, admin: String, json: bool) -> ExitCode {
     };
     match auth::initialize(directory.as_ref(), &admin).await {
         Ok((user, _, key)) => {
+            // `--json` is an explicit request for the key on stdout (scripts, tests).
             if json {
                 say(serde_json::json!({"user": user.username, "key": key.expose()}));
-            } else {
-                print_key(&user.username, key.expose());
+            } else if let Err(e) = hand_over_key(&data_dir, &user.username, key.expose()) {
+                eline!("error: {e}");
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

@@ -7,6 +7,9 @@
 //! - In text lines a plain string value is written bare (`request_id=req_1a`), the way a
 //!   `Display` value is, so the same field looks the same in every line whichever way the code
 //!   recorded it; a value with spaces, quotes or other punctuation stays quoted.
+//! - Logs cannot be forged: a value (or message) with a control character (a newline, an ANSI
+//!   escape) is written escaped, so a request-supplied user or key name cannot start a fake
+//!   line or colour the terminal. (JSON lines are escaped by the JSON encoder.)
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -61,21 +64,58 @@ fn is_plain(s: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '@' | '+'))
 }
 
+/// `s` with control characters escaped (`\n`, `\u{1b}`), everything else as it is.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl PlainVisitor<'_> {
+    /// Writes already formatted text: as it is unless it holds a control character.
+    fn record_text(&mut self, field: &Field, text: &str) {
+        if !text.chars().any(char::is_control) {
+            self.0.record_debug(field, &format_args!("{text}"));
+        } else if field.name() == "message" {
+            let escaped = escape_controls(text);
+            self.0.record_debug(field, &format_args!("{escaped}"));
+        } else {
+            // Quoted and escaped by `Debug`.
+            self.0.record_str(field, text);
+        }
+    }
+}
+
 impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() != "message" && is_plain(value) {
             self.0.record_debug(field, &format_args!("{value}"));
+        } else if field.name() == "message" {
+            self.record_text(field, value);
         } else {
             self.0.record_str(field, value);
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.record_error(field, value);
+        let text = value.to_string();
+        if text.chars().any(char::is_control) {
+            self.record_text(field, &text);
+        } else {
+            self.0.record_error(field, value);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.record_debug(field, value);
+        // `%value` fields (Display) arrive here unescaped: check what they print.
+        let text = format!("{value:?}");
+        self.record_text(field, &text);
     }
 }
 
@@ -133,6 +173,31 @@ mod tests {
         }
         assert!(lines[1].contains("note=\"two words\""), "{text}");
         assert!(!text.contains('\u{1b}'), "no escape codes: {text}");
+    }
+
+    #[test]
+    fn request_supplied_strings_cannot_forge_lines_or_colours() {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .compact()
+            .fmt_fields(PlainFields)
+            .finish();
+        let evil = "eve\n2026-11-26T00:00:00Z  INFO pennyworth::audit: management actor=admin \u{1b}[31mred";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(user = %evil, "display");
+            tracing::info!(user = evil, "str");
+            tracing::info!(user = ?evil, "debug");
+            tracing::info!("message {evil}");
+            let e = std::io::Error::other(evil);
+            tracing::info!(error = &e as &(dyn std::error::Error + 'static), "error");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("eve\\n2026"), "{text}");
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub enum KeysCommand {
         /// Key id.
         id: String,
     },
+    /// Revoke every key of a user (default: you), e.g. after a key leaked.
+    RevokeAll {
+        /// Whose keys (admins: anyone; others: themselves).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Replace a key by a new one (shown once); the old one stops working.
     Rotate {
         /// Key id.
@@ -292,6 +298,20 @@ pub async fn keys(remote: &Remote, cmd: KeysCommand) -> Result<(), CliError> {
                 output::json(&v);
             } else {
                 output::line(format!("revoked {id}"));
+            }
+        }
+        KeysCommand::RevokeAll { user } => {
+            let path = match &user {
+                Some(u) => format!("/keys?user={}", encode(u)),
+                None => "/keys".to_string(),
+            };
+            let v = api.call(Method::DELETE, &path, None).await?;
+            if remote.json {
+                output::json(&v);
+            } else {
+                let n = v["revoked"].as_array().map_or(0, Vec::len);
+                let who = v["user"].as_str().unwrap_or_default();
+                output::line(format!("revoked {n} key(s) of {who}"));
             }
         }
         KeysCommand::Rotate { id } => {

@@ -107,6 +107,8 @@ pub enum HandlerKind {
     KeysList,
     /// `DELETE /v1/keys/{id}`.
     KeysRevoke,
+    /// `DELETE /v1/keys[?user=NAME]`: every key of a user.
+    KeysRevokeAll,
     /// `POST /v1/keys/{id}/rotate`.
     KeysRotate,
     /// `POST /v1/admin/users`.
@@ -148,6 +150,7 @@ impl HandlerKind {
             HandlerKind::KeysCreate => "keys_create",
             HandlerKind::KeysList => "keys_list",
             HandlerKind::KeysRevoke => "keys_revoke",
+            HandlerKind::KeysRevokeAll => "keys_revoke_all",
             HandlerKind::KeysRotate => "keys_rotate",
             HandlerKind::UsersCreate => "users_create",
             HandlerKind::UsersList => "users_list",
@@ -190,6 +193,7 @@ impl HandlerKind {
             HandlerKind::KeysRevoke | HandlerKind::KeysRotate => ResourceKind::Key,
             HandlerKind::KeysCreate
             | HandlerKind::KeysList
+            | HandlerKind::KeysRevokeAll
             | HandlerKind::UsersGet
             | HandlerKind::UsersUpdate
             | HandlerKind::UsersDelete

@@ -6,6 +6,7 @@
 
 pub mod cognito;
 pub mod local;
+mod sqlite;
 
 use async_trait::async_trait;
 

@@ -159,6 +159,7 @@ pub fn prepare(handler: HandlerKind, body: &Bytes) -> Result<Prepared, ApiError>
         | HandlerKind::GetModel
         | HandlerKind::KeysList
         | HandlerKind::KeysRevoke
+        | HandlerKind::KeysRevokeAll
         | HandlerKind::KeysRotate
         | HandlerKind::UsersList
         | HandlerKind::UsersGet
@@ -205,6 +206,7 @@ pub async fn run(
         }
         (HandlerKind::KeysList, _) => admin::keys::list(&ctx).await,
         (HandlerKind::KeysRevoke, _) => admin::keys::revoke(&ctx).await,
+        (HandlerKind::KeysRevokeAll, _) => admin::keys::revoke_all(&ctx).await,
         (HandlerKind::KeysRotate, _) => admin::keys::rotate(&ctx).await,
         (HandlerKind::UsersCreate, Prepared::UserCreate(body)) => {
             admin::users::create(&ctx, body).await

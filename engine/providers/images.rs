@@ -8,7 +8,12 @@
 //! (the resolver filters them), so a name that resolves to a private address is refused as
 //! a literal one is. Redirects are not followed (each hop would need the same check), and
 //! the answer must be an image of a format the provider takes, within `max_bytes`, read
-//! within `timeout_ms`.
+//! within `timeout_ms`. Proxy variables are ignored (a proxy would connect on the gateway's
+//! behalf, past the address check).
+//!
+//! Bounded per request and per process: at most [`MAX_IMAGES`] distinct URLs per request,
+//! [`PER_REQUEST_CONCURRENCY`] fetches at a time per request and [`MAX_CONCURRENT_FETCHES`]
+//! in the whole process, and at most [`MAX_TOTAL_BYTES`] fetched for one request.
 
 use super::ProviderError;
 use crate::config::models::ImageFetchSpec;
@@ -17,11 +22,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most distinct image URLs one request may name (Bedrock takes 20 images per request).
+pub const MAX_IMAGES: usize = 20;
+/// Fetches one request runs at a time.
+pub const PER_REQUEST_CONCURRENCY: usize = 4;
+/// Fetches the process runs at a time, over all requests.
+pub const MAX_CONCURRENT_FETCHES: usize = 32;
+/// Most image bytes fetched for one request.
+pub const MAX_TOTAL_BYTES: u64 = 20 * 1024 * 1024;
+
 /// The image fetcher of a provider.
 #[derive(Debug, Clone)]
 pub struct ImageFetcher {
     client: reqwest::Client,
     spec: ImageFetchSpec,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 fn invalid(param: &str, message: String) -> ProviderError {
@@ -53,14 +68,24 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
+            // IPv4-compatible `::a.b.c.d` (deprecated; some stacks still route it as IPv4).
+            if seg[..6].iter().all(|s| *s == 0) && !v6.is_loopback() && !v6.is_unspecified() {
+                return false;
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 (embeds IPv4)
+                || (first & 0xffc0) == 0xfec0 // site local (deprecated)
+                || first == 0x2002 // 6to4 (embeds an IPv4 address)
+                || first == 0x2001 && seg[1] == 0x0000 // Teredo (embeds an IPv4 address)
+                || first == 0x2001 && seg[1] == 0x0db8 // documentation
+                || first == 0x0064 && seg[1] == 0xff9b // NAT64 (embeds IPv4)
+                || first == 0x0064 && seg[1] == 0xff9a // local-use NAT64
+                || first == 0x0100 && seg[1..4].iter().all(|s| *s == 0)) // discard-only
         }
     }
 }
@@ -97,6 +122,8 @@ impl ImageFetcher {
             .connect_timeout(Duration::from_millis(spec.timeout_ms))
             .tcp_nodelay(true)
             .user_agent(concat!("pennyworth/", env!("CARGO_PKG_VERSION")))
+            // HTTP(S)_PROXY would make a proxy connect for us, past the address check.
+            .no_proxy()
             .https_only(spec.https_only);
         if !spec.allow_private_addresses {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
@@ -107,11 +134,23 @@ impl ImageFetcher {
         Ok(Some(Self {
             client,
             spec: spec.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
         }))
     }
 
     /// Fetches one image; returns its media type and bytes.
     pub async fn fetch(&self, url: &str, param: &str) -> Result<(String, Vec<u8>), ProviderError> {
+        let budget = std::sync::atomic::AtomicU64::new(MAX_TOTAL_BYTES);
+        self.fetch_within(url, param, &budget).await
+    }
+
+    /// [`Self::fetch`], taking the image's bytes from the request's `budget`.
+    async fn fetch_within(
+        &self,
+        url: &str,
+        param: &str,
+        budget: &std::sync::atomic::AtomicU64,
+    ) -> Result<(String, Vec<u8>), ProviderError> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|_| invalid(param, format!("`{param}` is not a valid URL")))?;
         match parsed.scheme() {
@@ -149,6 +188,11 @@ impl ImageFetcher {
             }
         }
         let failed = |why: String| invalid(param, format!("cannot fetch `{param}`: {why}"));
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| failed("the gateway is shutting down".to_string()))?;
         let response = self.client.get(parsed).send().await.map_err(|e| {
             tracing::info!(error = %e, "image fetch failed");
             failed(if e.is_timeout() {
@@ -205,6 +249,17 @@ impl ImageFetcher {
             if (body.len() + chunk.len()) as u64 > max {
                 return Err(failed(format!("it is larger than {max} bytes")));
             }
+            let n = chunk.len() as u64;
+            let taken = budget.fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |left| left.checked_sub(n),
+            );
+            if taken.is_err() {
+                return Err(failed(format!(
+                    "the images of this request exceed {MAX_TOTAL_BYTES} bytes in all"
+                )));
+            }
             body.extend_from_slice(&chunk);
         }
         Ok((media, body))
@@ -236,10 +291,37 @@ impl ImageFetcher {
         if wanted.is_empty() {
             return Ok(None);
         }
-        let fetched = futures_util::future::try_join_all(
-            wanted.iter().map(|(url, param)| self.fetch(url, param)),
-        )
-        .await?;
+        // Each URL once.
+        let mut seen = std::collections::HashSet::new();
+        wanted.retain(|(url, _)| seen.insert(*url));
+        if wanted.len() > MAX_IMAGES {
+            let param = wanted.get(MAX_IMAGES).map_or("messages", |(_, p)| *p);
+            return Err(invalid(
+                param,
+                format!(
+                    "the request names {} image URLs; the gateway fetches at most {MAX_IMAGES} per request",
+                    wanted.len()
+                ),
+            ));
+        }
+        use futures_util::{StreamExt, TryStreamExt};
+        let budget = std::sync::atomic::AtomicU64::new(MAX_TOTAL_BYTES);
+        let budget = &budget;
+        type Fetch<'a> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<(String, Vec<u8>), ProviderError>>
+                    + Send
+                    + 'a,
+            >,
+        >;
+        let fetches: Vec<Fetch<'_>> = wanted
+            .iter()
+            .map(|(url, param)| Box::pin(self.fetch_within(url, param, budget)) as Fetch<'_>)
+            .collect();
+        let fetched: Vec<(String, Vec<u8>)> = futures_util::stream::iter(fetches)
+            .buffered(PER_REQUEST_CONCURRENCY)
+            .try_collect()
+            .await?;
         let by_url: std::collections::HashMap<String, (String, Vec<u8>)> = wanted
             .iter()
             .map(|(u, _)| u.to_string())
@@ -293,6 +375,14 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "::10.0.0.1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "feff::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }

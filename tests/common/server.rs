@@ -49,3 +49,12 @@ pub fn start_in(config: &Path, data: &Path, env: &[(&str, &str)]) -> (Server, St
         lines.push(line);
     }
 }
+
+/// The first admin key `serve` or `init` left in `<data>/admin-key` (stderr was no terminal),
+/// if there is one.
+#[allow(dead_code)]
+pub fn admin_key_file(data: &Path) -> Option<String> {
+    std::fs::read_to_string(data.join("admin-key"))
+        .ok()
+        .map(|k| k.trim().to_string())
+}

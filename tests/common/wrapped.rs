@@ -10,8 +10,13 @@ pub struct Wrapped {
     pub inner: LocalDirectory,
     /// `find_key` calls so far.
     pub finds: AtomicU64,
+    /// `list_users` calls so far (whole-directory scans).
+    pub scans: AtomicU64,
     /// Fail every call but `user_count` with `Throttled`.
     pub throttled: AtomicBool,
+    /// Refuse names the way Cognito does (`InvalidParameterException` for names with spaces
+    /// or control characters, or longer than 128 characters).
+    pub cognito_names: AtomicBool,
 }
 
 impl Wrapped {
@@ -19,7 +24,9 @@ impl Wrapped {
         Self {
             inner: LocalDirectory::in_memory().expect("store"),
             finds: AtomicU64::new(0),
+            scans: AtomicU64::new(0),
             throttled: AtomicBool::new(false),
+            cognito_names: AtomicBool::new(false),
         }
     }
 
@@ -44,6 +51,15 @@ impl Directory for Wrapped {
     ) -> Result<Option<KeyOwner>, DirectoryError> {
         self.finds.fetch_add(1, Ordering::Relaxed);
         self.check()?;
+        if self.cognito_names.load(Ordering::SeqCst)
+            && (owner.chars().count() > 128
+                || owner.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(DirectoryError::Invalid(
+                "1 validation error detected: Value at 'username' failed to satisfy constraint"
+                    .into(),
+            ));
+        }
         self.inner.find_key(owner, key_id).await
     }
     async fn create_user(&self, user: NewUser) -> Result<User, DirectoryError> {
@@ -62,6 +78,7 @@ impl Directory for Wrapped {
         self.inner.insert_key(key).await
     }
     async fn list_users(&self) -> Result<Vec<User>, DirectoryError> {
+        self.scans.fetch_add(1, Ordering::Relaxed);
         self.check()?;
         self.inner.list_users().await
     }

@@ -22,7 +22,7 @@ pub struct Serve {
     pub child: Child,
     /// `host:port`.
     pub addr: String,
-    /// The admin key printed on first start.
+    /// The admin key of the first start (from `<data>/admin-key`: stderr is no terminal).
     pub key: Option<String>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -83,7 +83,6 @@ impl Serve {
             Stderr::Close => drop(err),
         }
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut key = None;
         let mut printed = Vec::new();
         let addr = loop {
             let mut line = String::new();
@@ -99,9 +98,6 @@ impl Serve {
             if let Some(addr) = line.trim().strip_prefix("pennyworth listening on http://") {
                 break addr.to_string();
             }
-            if line.trim().starts_with("pw-") {
-                key = Some(line.trim().to_string());
-            }
             printed.push(line);
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -109,6 +105,9 @@ impl Serve {
             let mut sink = Vec::new();
             let _ = out.read_to_end(&mut sink);
         });
+        let key = std::fs::read_to_string(data.join("admin-key"))
+            .ok()
+            .map(|k| k.trim().to_string());
         Self {
             child,
             addr,

@@ -1,4 +1,8 @@
-//! `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `POST /v1/keys/{id}/rotate`.
+//! `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `DELETE /v1/keys` (every key of a
+//! user), `POST /v1/keys/{id}/rotate`.
+//!
+//! A key minted with an API key (create or rotate by an admin's key) never outlives that key:
+//! its expiry is at most the creating key's.
 
 use super::{KeyView, List, audited};
 use crate::auth::{api_key, issue_key};
@@ -73,6 +77,17 @@ fn expiry(days: Option<u32>) -> Result<Option<Timestamp>, ApiError> {
     }
 }
 
+/// The expiry of a key minted by the caller: the requested one, but never later than the
+/// caller's own key (a key cannot outlive the key that created it).
+fn bounded_by_caller(ctx: &Ctx<'_>, requested: Option<Timestamp>) -> Option<Timestamp> {
+    let parent = ctx.identity.and_then(|i| i.key_expires_at);
+    match (requested, parent) {
+        (Some(r), Some(p)) => Some(r.min(p)),
+        (None, p) => p,
+        (r, None) => r,
+    }
+}
+
 fn account<'a>(ctx: &'a Ctx<'_>) -> Result<(&'a str, bool), ApiError> {
     match ctx.target {
         Target::Account { username, user } => Ok((username, user.is_some())),
@@ -96,7 +111,7 @@ pub async fn create(
     let (username, exists) = account(ctx)?;
     audited(ctx, "keys:create", username, async {
         validate_name(&body.name)?;
-        let expires_at = expiry(body.expires_in_days)?;
+        let expires_at = bounded_by_caller(ctx, expiry(body.expires_in_days)?);
         if !exists {
             return Err(user_not_found(username));
         }
@@ -107,6 +122,8 @@ pub async fn create(
             expires_at,
         )
         .await?;
+        // The id may have been looked up (and remembered as unknown) before it existed.
+        ctx.engine.identities().forget_key(&record.id);
         issued(StatusCode::CREATED, &record, &key)
     })
     .await
@@ -129,8 +146,20 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let target = if all { "*" } else { username };
     audited(ctx, "keys:list", target, async {
         let mut keys = Vec::new();
-        if all {
-            // Every key the caller may list: all of them for admins, their own otherwise.
+        // Every key the caller may list: all of them for admins. A caller who may not list the
+        // keys of an arbitrary account gets their own without a scan of the whole directory
+        // (on Cognito a scan is many paged calls).
+        let scan = all
+            && ctx.engine.may_on_account(
+                identity,
+                "keys:list",
+                "",
+                crate::resource::NOBODY,
+                ctx.facts,
+            );
+        if all && !scan {
+            keys = directory.list_keys(&identity.username).await?;
+        } else if all {
             for user in directory.list_users().await? {
                 let allowed = ctx.engine.may_on_account(
                     identity,
@@ -198,6 +227,41 @@ pub async fn revoke(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     .await
 }
 
+#[derive(Serialize)]
+struct RevokedAll<'a> {
+    object: &'static str,
+    user: &'a str,
+    revoked: Vec<String>,
+}
+
+/// `DELETE /v1/keys[?user=NAME]`: revokes every key of a user (default: the caller), e.g. to
+/// contain a leaked key together with whatever it may have touched.
+pub async fn revoke_all(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let (username, exists) = account(ctx)?;
+    audited(ctx, "keys:revoke_all", username, async {
+        if !exists {
+            return Err(user_not_found(username));
+        }
+        let directory = ctx.engine.directory();
+        let mut revoked = Vec::new();
+        for key in directory.list_keys(username).await? {
+            if directory.delete_key(username, &key.id).await? {
+                revoked.push(key.id);
+            }
+        }
+        ctx.engine.identities().forget_owner(username);
+        json(
+            StatusCode::OK,
+            &RevokedAll {
+                object: "api_key.revoked",
+                user: username,
+                revoked,
+            },
+        )
+    })
+    .await
+}
+
 /// `POST /v1/keys/{id}/rotate`: a new key with the same name and expiry; the old one dies.
 pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let (id, owner, record) = key_target(ctx)?;
@@ -211,7 +275,7 @@ pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             hash: generated.hash.to_vec(),
             last4: generated.last4,
             created_at: now(),
-            expires_at: old.expires_at,
+            expires_at: bounded_by_caller(ctx, old.expires_at),
         };
         if !ctx
             .engine
@@ -222,6 +286,7 @@ pub async fn rotate(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             return Err(key_not_found(id));
         }
         ctx.engine.identities().forget_key(id);
+        ctx.engine.identities().forget_key(&new.id);
         issued(StatusCode::OK, &new, &generated.secret)
     })
     .await

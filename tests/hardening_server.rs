@@ -1,0 +1,122 @@
+//! The local server under abuse (issue 16, item 7): a stalled body is cut at its deadline, an
+//! over-limit body still gets its 413 (read, not reset), and open connections are capped.
+
+mod common;
+
+use pennyworth::server::{Limits, serve_with_limits};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(limits: Limits) -> (String, usize, common::TestDirectory) {
+    let (engine, dir) = common::engine(&common::repo_root()).await;
+    let max = engine.max_body_bytes();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(serve_with_limits(
+        Arc::new(engine),
+        listener,
+        std::future::pending(),
+        std::future::pending(),
+        limits,
+    ));
+    (addr, max, dir)
+}
+
+/// Reads until the peer closes or `limit` passes; returns what arrived.
+async fn read_answer(s: &mut TcpStream, limit: Duration) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                    break;
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_at_its_deadline() {
+    let (addr, _, dir) = start(Limits {
+        body_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\"",
+        dir.key("user")
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_answer(&mut s, Duration::from_secs(5))
+        .await
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_over_limit_body_gets_its_413_not_a_reset() {
+    let (addr, max, _dir) = start(Limits::default()).await;
+    // Declared and sent in full (like the Node SDK and fetch do): the 413 is read after the
+    // upload, and no write fails.
+    let size = max + 4 * 1024 * 1024;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        let n = chunk.len().min(size - sent);
+        s.write_all(&chunk[..n])
+            .await
+            .expect("the upload is read, not reset");
+        sent += n;
+    }
+    let answer = read_answer(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the answer is read, not reset");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn open_connections_are_capped() {
+    let (addr, _, _dir) = start(Limits {
+        max_connections: 3,
+        ..Limits::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(&addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = b"GET /v1/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    // A fourth waits in the backlog while three are open ...
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(health).await.expect("write");
+    let answer = read_answer(&mut s, Duration::from_millis(500))
+        .await
+        .expect("read");
+    assert_eq!(answer, "", "answered beyond the cap");
+    // ... and is served as soon as one closes.
+    drop(idle.pop());
+    let answer = read_answer(&mut s, Duration::from_secs(5))
+        .await
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
