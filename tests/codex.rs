@@ -124,12 +124,8 @@ fn codex_runs_exec_command_through_the_gateway() {
         ),
     ];
     let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = printed
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("pw-"))
-        .unwrap_or_else(|| panic!("serve printed no admin key: {printed:?}"))
-        .to_string();
+    let admin_key = common::server::admin_key_file(data.path())
+        .unwrap_or_else(|| panic!("serve wrote no admin key file: {printed:?}"));
     let url = format!("http://{addr}");
 
     // A user of the `users` group, with a key of their own.

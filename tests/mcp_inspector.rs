@@ -49,12 +49,8 @@ fn inspector_cli_lists_and_calls_tools() {
     let Some(cli) = inspector() else { return };
     let data = tempfile::tempdir().expect("data dir");
     let (_server, addr, printed) = common::server::start(data.path(), &[]);
-    let key = printed
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("pw-"))
-        .expect("serve printed the admin key")
-        .to_string();
+    let key = common::server::admin_key_file(data.path())
+        .unwrap_or_else(|| panic!("serve wrote no admin key file: {printed:?}"));
     let url = format!("http://{addr}/v1/mcp");
 
     let list = run(&cli, &url, &key, &["--method", "tools/list"]);

@@ -118,12 +118,8 @@ fn openai_and_agents_sdks_use_the_responses_api() {
         ),
     ];
     let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = printed
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("pw-"))
-        .unwrap_or_else(|| panic!("serve printed no admin key: {printed:?}"))
-        .to_string();
+    let admin_key = common::server::admin_key_file(data.path())
+        .unwrap_or_else(|| panic!("serve wrote no admin key file: {printed:?}"));
     let url = format!("http://{addr}");
     let key: String = runtime.block_on(async {
         let http = reqwest::Client::new();

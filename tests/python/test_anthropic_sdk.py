@@ -15,6 +15,8 @@ import traceback
 
 import anthropic
 
+from cases import case, expect_eq, run
+
 # The SDK appends `/v1/messages` itself: the gateway's root.
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "").removesuffix("/v1")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
@@ -35,20 +37,9 @@ PNG = base64.b64encode(
 ).decode()
 PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n").decode()
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
 def client(key=None):
     return anthropic.Anthropic(base_url=BASE_URL, api_key=key or API_KEY, max_retries=0, timeout=30.0)
 
-
-def expect_eq(actual, expected, what):
-    assert actual == expected, f"{what}: expected {expected!r}, got {actual!r}"
 
 
 @case
@@ -181,22 +172,7 @@ def errors_have_their_status():
 
 
 def main():
-    if not BASE_URL or not API_KEY:
-        print("error: set PENNYWORTH_BASE_URL and PENNYWORTH_API_KEY", file=sys.stderr)
-        return 2
-    print(f"anthropic SDK {anthropic.__version__} against {BASE_URL} (model {MODEL})")
-    failed = []
-    for fn in CASES:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next case runs
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
-        else:
-            print(f"ok   {fn.__name__}")
-    print(f"anthropic-sdk: {len(CASES) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return run("anthropic-sdk", f"anthropic SDK {anthropic.__version__} against {BASE_URL} (model {MODEL})", BASE_URL, API_KEY)
 
 
 if __name__ == "__main__":

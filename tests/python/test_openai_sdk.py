@@ -17,24 +17,15 @@ import traceback
 
 import openai
 
+from cases import case, expect_eq, run
+
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
-
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
 
 def client(api_key=None):
     # No retries: every answer the gateway gives is checked as it is, and a failure is fast.
     return openai.OpenAI(base_url=BASE_URL, api_key=api_key or API_KEY, max_retries=0, timeout=30.0)
 
-
-def expect_eq(actual, expected, what):
-    assert actual == expected, f"{what}: expected {expected!r}, got {actual!r}"
 
 
 def prompt_tokens(messages):
@@ -249,25 +240,7 @@ def bad_parameter_is_rejected():
 
 
 def main():
-    if not BASE_URL or not API_KEY:
-        print("error: set PENNYWORTH_BASE_URL (e.g. http://127.0.0.1:8080/v1) and PENNYWORTH_API_KEY", file=sys.stderr)
-        return 2
-    print(f"openai SDK {openai.__version__} against {BASE_URL}")
-    failed = []
-    for fn in CASES:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next case runs
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
-        else:
-            print(f"ok   {fn.__name__}")
-    print(f"openai-sdk: {len(CASES) - len(failed)} passed, {len(failed)} failed")
-    if failed:
-        print(f"failed cases: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return run("openai-sdk", f"openai SDK {openai.__version__} against {BASE_URL}", BASE_URL, API_KEY)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import traceback
 
 import openai
 
+from cases import case, expect_eq, run
+
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
 MODEL = os.environ.get("PENNYWORTH_MODEL", "gpt")
@@ -34,20 +36,9 @@ WEATHER = {
     },
 }
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
 def client():
     return openai.OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0, timeout=30.0)
 
-
-def expect_eq(actual, expected, what):
-    assert actual == expected, f"{what}: expected {expected!r}, got {actual!r}"
 
 
 @case
@@ -156,22 +147,7 @@ def legacy_completions():
 
 
 def main():
-    if not BASE_URL or not API_KEY:
-        print("error: set PENNYWORTH_BASE_URL and PENNYWORTH_API_KEY", file=sys.stderr)
-        return 2
-    print(f"openai SDK {openai.__version__} against {BASE_URL} (model {MODEL})")
-    failed = []
-    for fn in CASES:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next case runs
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
-        else:
-            print(f"ok   {fn.__name__}")
-    print(f"openai-sdk-upstream: {len(CASES) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return run("openai-sdk-upstream", f"openai SDK {openai.__version__} against {BASE_URL} (model {MODEL})", BASE_URL, API_KEY)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import openai
 import pydantic
 from openai.types.responses import Response, ResponseStreamEvent
 
+from cases import case, expect_eq, run
+
 BASE_URL = os.environ.get("PENNYWORTH_BASE_URL", "")
 API_KEY = os.environ.get("PENNYWORTH_API_KEY", "")
 MODEL = os.environ.get("PENNYWORTH_MODEL", "claude")
@@ -41,20 +43,9 @@ PNG = (
     "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
 def client():
     return openai.OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0, timeout=30.0)
 
-
-def expect_eq(actual, expected, what):
-    assert actual == expected, f"{what}: expected {expected!r}, got {actual!r}"
 
 
 @case
@@ -258,22 +249,7 @@ def every_response_and_event_matches_the_openai_types():
 
 
 def main():
-    if not BASE_URL or not API_KEY:
-        print("error: set PENNYWORTH_BASE_URL and PENNYWORTH_API_KEY", file=sys.stderr)
-        return 2
-    print(f"openai SDK {openai.__version__} Responses API against {BASE_URL} (model {MODEL})")
-    failed = []
-    for fn in CASES:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next case runs
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
-        else:
-            print(f"ok   {fn.__name__}")
-    print(f"responses-sdk: {len(CASES) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return run("responses-sdk", f"openai SDK {openai.__version__} Responses API against {BASE_URL} (model {MODEL})", BASE_URL, API_KEY)
 
 
 if __name__ == "__main__":
