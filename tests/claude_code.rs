@@ -9,6 +9,8 @@
 #[path = "support/bedrock.rs"]
 mod bedrock_server;
 mod common;
+#[path = "support/gateway.rs"]
+mod gateway;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -105,98 +107,24 @@ fn claude_code_runs_a_tool_through_the_gateway() {
     let Some(cli) = claude() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
-    bedrock.prefer_tool(
+    let g = gateway::Gateway::start(
+        MODELS,
         "Bash",
         json!({"command": "echo pennyworth-ok", "description": "Print a marker"}),
+        "carol",
+        "claude-code",
     );
-    let config = common::copy_default_config();
-    std::fs::write(
-        config.path().join("models.yaml"),
-        MODELS.replace("{url}", &bedrock.url()),
-    )
-    .expect("write models.yaml");
-    let data = tempfile::tempdir().expect("temp dir");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHCC"),
-        ("AWS_SECRET_ACCESS_KEY", "pennyworth-cc-secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/pennyworth-test",
-        ),
-    ];
-    let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = common::server::admin_key_file(data.path())
-        .unwrap_or_else(|| panic!("serve left no admin key file: {printed:?}"));
-    let url = format!("http://{addr}");
-
-    // A user of the `users` group, with a key of their own.
-    let user_key: String = runtime.block_on(async {
-        let http = reqwest::Client::new();
-        let created = http
-            .post(format!("{url}/v1/admin/users"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"username": "carol", "groups": ["users"]}))
-            .send()
-            .await
-            .expect("create user");
-        assert_eq!(created.status(), 201);
-        let key: Value = http
-            .post(format!("{url}/v1/keys"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"name": "claude-code", "user": "carol"}))
-            .send()
-            .await
-            .expect("create key")
-            .json()
-            .await
-            .expect("key json");
-        key["key"].as_str().expect("key").to_string()
-    });
-
     let home = tempfile::tempdir().expect("home");
-    let (ok, stdout, stderr) = run_claude(&cli, &url, &user_key, "claude-opus-5-5", home.path());
-    let recorded = bedrock.recorded();
-    let calls: Vec<&Value> = recorded.iter().map(|r| &r.body).collect();
+    let (ok, stdout, stderr) =
+        run_claude(&cli, &g.url, &g.user_key, "claude-opus-5-5", home.path());
+    assert!(ok, "claude failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    // The command ran on this machine and its output went back to the model, with its
+    // signed thinking first in the assistant turn.
     assert!(
-        ok,
-        "claude failed\nstdout:\n{stdout}\nstderr:\n{stderr}\ncalls: {}",
-        calls.len()
-    );
-    // The command ran on this machine and its output went back to the model.
-    let result_sent = recorded.iter().any(|r| {
-        r.body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|m| {
-                m["content"].as_array().into_iter().flatten().any(|b| {
-                    b["toolResult"]["content"]
-                        .to_string()
-                        .contains("pennyworth-ok")
-                })
-            })
-    });
-    assert!(
-        result_sent,
+        g.tool_result_sent("pennyworth-ok"),
         "no tool result reached Bedrock\nstdout:\n{stdout}"
     );
-    // With its signed thinking first in the assistant turn.
-    assert!(recorded.iter().any(|r| {
-        r.body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|m| {
-                m["role"] == "assistant"
-                    && m["content"][0]["reasoningContent"]["reasoningText"]["signature"]
-                        == "test-signature"
-            })
-    }));
+    assert!(g.signed_reasoning_sent());
     assert!(
         stdout.contains("pennyworth-ok"),
         "the final answer does not quote the command's output:\n{stdout}"
@@ -205,17 +133,15 @@ fn claude_code_runs_a_tool_through_the_gateway() {
     eprintln!("claude answered: {}", stdout.trim());
 
     // A model the user may not use fails cleanly, without reaching Bedrock.
-    bedrock.clear();
-    let (ok, stdout, _) = run_claude(&cli, &url, &user_key, "premium-only", home.path());
+    g.bedrock.clear();
+    let (ok, stdout, _) = run_claude(&cli, &g.url, &g.user_key, "premium-only", home.path());
     assert!(!ok, "a denied model answered:\n{stdout}");
     eprintln!("claude with a denied model: {}", stdout.trim());
     assert!(
-        bedrock
+        g.bedrock
             .recorded()
             .iter()
             .all(|r| r.model() != "premium-model"),
         "the denied model reached Bedrock"
     );
-    drop(bedrock);
-    drop(runtime);
 }

@@ -9,6 +9,8 @@
 #[path = "support/bedrock.rs"]
 mod bedrock_server;
 mod common;
+#[path = "support/gateway.rs"]
+mod gateway;
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -102,103 +104,23 @@ fn codex_runs_exec_command_through_the_gateway() {
     let Some(cli) = codex() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
-    bedrock.prefer_tool("exec_command", json!({"cmd": "echo pennyworth-ok"}));
-    let config = common::copy_default_config();
-    std::fs::write(
-        config.path().join("models.yaml"),
-        MODELS.replace("{url}", &bedrock.url()),
-    )
-    .expect("write models.yaml");
-    let data = tempfile::tempdir().expect("temp dir");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHCC"),
-        ("AWS_SECRET_ACCESS_KEY", "pennyworth-cc-secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/pennyworth-test",
-        ),
-    ];
-    let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = common::server::admin_key_file(data.path())
-        .unwrap_or_else(|| panic!("serve wrote no admin key file: {printed:?}"));
-    let url = format!("http://{addr}");
-
-    // A user of the `users` group, with a key of their own.
-    let user_key: String = runtime.block_on(async {
-        let http = reqwest::Client::new();
-        let created = http
-            .post(format!("{url}/v1/admin/users"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"username": "carol", "groups": ["users"]}))
-            .send()
-            .await
-            .expect("create user");
-        assert_eq!(created.status(), 201);
-        let key: Value = http
-            .post(format!("{url}/v1/keys"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"name": "codex", "user": "carol"}))
-            .send()
-            .await
-            .expect("create key")
-            .json()
-            .await
-            .expect("key json");
-        key["key"].as_str().expect("key").to_string()
-    });
-
-    let home = tempfile::tempdir().expect("home");
-    let (ok, stdout, stderr) = run_codex(&cli, &url, &user_key, "claude", home.path());
-    let recorded = bedrock.recorded();
-    let calls: Vec<&Value> = recorded.iter().map(|r| &r.body).collect();
-    assert!(
-        ok,
-        "codex failed\nstdout:\n{stdout}\nstderr:\n{stderr}\ncalls: {}",
-        calls.len()
+    let g = gateway::Gateway::start(
+        MODELS,
+        "exec_command",
+        json!({"cmd": "echo pennyworth-ok"}),
+        "carol",
+        "codex",
     );
-    // The command ran on this machine and its output went back to the model.
-    let result_sent = recorded.iter().any(|r| {
-        r.body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|m| {
-                m["content"].as_array().into_iter().flatten().any(|b| {
-                    b["toolResult"]["content"]
-                        .to_string()
-                        .contains("pennyworth-ok")
-                })
-            })
-    });
+    let home = tempfile::tempdir().expect("home");
+    let (ok, stdout, stderr) = run_codex(&cli, &g.url, &g.user_key, "claude", home.path());
+    assert!(ok, "codex failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    // The command ran on this machine and its output went back to the model, with its
+    // signed thinking first in the assistant turn.
     assert!(
-        result_sent,
+        g.tool_result_sent("pennyworth-ok"),
         "no tool result reached Bedrock\nstdout:\n{stdout}"
     );
-    // With its signed thinking first in the assistant turn.
-    if std::env::var_os("PENNYWORTH_DEBUG_CODEX").is_some() {
-        for r in &recorded {
-            eprintln!(
-                "{}",
-                serde_json::to_string(&r.body["messages"]).unwrap_or_default()
-            );
-        }
-    }
-    assert!(recorded.iter().any(|r| {
-        r.body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|m| {
-                m["role"] == "assistant"
-                    && m["content"][0]["reasoningContent"]["reasoningText"]["signature"]
-                        == "test-signature"
-            })
-    }));
+    assert!(g.signed_reasoning_sent());
     assert!(
         stdout.contains("pennyworth-ok"),
         "the final answer does not quote the command's output:\n{stdout}"
@@ -207,17 +129,15 @@ fn codex_runs_exec_command_through_the_gateway() {
     eprintln!("codex answered: {}", stdout.trim());
 
     // A model the user may not use fails cleanly, without reaching Bedrock.
-    bedrock.clear();
-    let (ok, stdout, _) = run_codex(&cli, &url, &user_key, "premium-only", home.path());
+    g.bedrock.clear();
+    let (ok, stdout, _) = run_codex(&cli, &g.url, &g.user_key, "premium-only", home.path());
     assert!(!ok, "a denied model answered:\n{stdout}");
     eprintln!("codex with a denied model: {}", stdout.trim());
     assert!(
-        bedrock
+        g.bedrock
             .recorded()
             .iter()
             .all(|r| r.model() != "premium-model"),
         "the denied model reached Bedrock"
     );
-    drop(bedrock);
-    drop(runtime);
 }

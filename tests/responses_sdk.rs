@@ -10,6 +10,8 @@
 #[path = "support/bedrock.rs"]
 mod bedrock_server;
 mod common;
+#[path = "support/gateway.rs"]
+mod gateway;
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -96,71 +98,23 @@ fn openai_and_agents_sdks_use_the_responses_api() {
     let Some(python) = python() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let bedrock = runtime.block_on(bedrock_server::BedrockServer::start());
-    bedrock.prefer_tool("get_weather", json!({"city": "Paris"}));
-    let config = common::copy_default_config();
-    std::fs::write(
-        config.path().join("models.yaml"),
-        MODELS.replace("{url}", &bedrock.url()),
-    )
-    .expect("write models.yaml");
-    let data = tempfile::tempdir().expect("temp dir");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDPENNYWORTHRESP"),
-        ("AWS_SECRET_ACCESS_KEY", "pennyworth-responses-secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent/pennyworth-test"),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/pennyworth-test",
-        ),
-    ];
-    let (_server, addr, printed) = common::server::start_in(config.path(), data.path(), &env);
-    let admin_key = common::server::admin_key_file(data.path())
-        .unwrap_or_else(|| panic!("serve wrote no admin key file: {printed:?}"));
-    let url = format!("http://{addr}");
-    let key: String = runtime.block_on(async {
-        let http = reqwest::Client::new();
-        let created = http
-            .post(format!("{url}/v1/admin/users"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"username": "dana", "groups": ["users"]}))
-            .send()
-            .await
-            .expect("create user");
-        assert_eq!(created.status(), 201);
-        let key: Value = http
-            .post(format!("{url}/v1/keys"))
-            .bearer_auth(&admin_key)
-            .json(&json!({"name": "sdk", "user": "dana"}))
-            .send()
-            .await
-            .expect("create key")
-            .json()
-            .await
-            .expect("key json");
-        key["key"].as_str().expect("key").to_string()
-    });
-
-    let (ok, out) = run(&python, "test_responses_sdk.py", &url, &key);
+    let g = gateway::Gateway::start(
+        MODELS,
+        "get_weather",
+        json!({"city": "Paris"}),
+        "dana",
+        "sdk",
+    );
+    let (url, key) = (&g.url, &g.user_key);
+    let (ok, out) = run(&python, "test_responses_sdk.py", url, key);
     assert!(ok, "the Responses SDK script failed\n{out}");
     eprintln!("{out}");
-    let recorded = bedrock.recorded();
     // The reasoning round trip: the sealed signature came back to Bedrock, first in the turn.
     assert!(
-        recorded
-            .iter()
-            .any(|r| r.body["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|m| m["role"] == "assistant"
-                    && m["content"][0]["reasoningContent"]["reasoningText"]["signature"]
-                        == "test-signature")),
+        g.signed_reasoning_sent(),
         "no signed reasoning went back to Bedrock"
     );
+    let recorded = g.bedrock.recorded();
     assert!(
         recorded
             .iter()
@@ -176,9 +130,7 @@ fn openai_and_agents_sdks_use_the_responses_api() {
         "the image reached Bedrock"
     );
 
-    let (ok, out) = run(&python, "test_agents_sdk.py", &url, &key);
+    let (ok, out) = run(&python, "test_agents_sdk.py", url, key);
     assert!(ok, "the Agents SDK script failed\n{out}");
     eprintln!("{out}");
-    drop(bedrock);
-    drop(runtime);
 }
