@@ -12,10 +12,9 @@ mod common;
 #[path = "support/gateway.rs"]
 mod gateway;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const MODELS: &str = r#"
 providers:
@@ -60,45 +59,24 @@ fn run_claude(
     model: &str,
     home: &std::path::Path,
 ) -> (bool, String, String) {
-    let mut child = Command::new(cli)
-        .args([
-            "-p",
-            "Run the shell command `echo pennyworth-ok` and tell me what it printed.",
-            "--allowedTools",
-            "Bash",
-        ])
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", key)
-        .env("ANTHROPIC_MODEL", model)
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn claude");
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        if child.try_wait().expect("poll claude").is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("claude output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let mut cmd = Command::new(cli);
+    cmd.args([
+        "-p",
+        "Run the shell command `echo pennyworth-ok` and tell me what it printed.",
+        "--allowedTools",
+        "Bash",
+    ]);
+    gateway::run_cli(
+        cmd,
+        home,
+        &[
+            ("ANTHROPIC_BASE_URL", url),
+            ("ANTHROPIC_API_KEY", key),
+            ("ANTHROPIC_MODEL", model),
+            ("DISABLE_TELEMETRY", "1"),
+            ("DISABLE_AUTOUPDATER", "1"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ],
     )
 }
 

@@ -12,10 +12,9 @@ mod common;
 #[path = "support/gateway.rs"]
 mod gateway;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const MODELS: &str = r#"
 providers:
@@ -61,42 +60,15 @@ fn run_codex(cli: &Path, url: &str, key: &str, model: &str, home: &Path) -> (boo
         ),
     )
     .expect("config.toml");
-    let mut child = Command::new(cli)
-        .args([
-            "exec",
-            "--skip-git-repo-check",
-            "--dangerously-bypass-approvals-and-sandbox",
-            "Run the shell command `echo pennyworth-ok` and tell me what it printed.",
-        ])
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("CODEX_HOME", &codex_home)
-        .env("PW_KEY", key)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn codex");
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        if child.try_wait().expect("poll codex").is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("codex output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = Command::new(cli);
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "Run the shell command `echo pennyworth-ok` and tell me what it printed.",
+    ]);
+    let codex_home = codex_home.to_string_lossy().into_owned();
+    gateway::run_cli(cmd, home, &[("CODEX_HOME", &codex_home), ("PW_KEY", key)])
 }
 
 #[test]

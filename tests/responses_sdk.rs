@@ -13,7 +13,7 @@ mod common;
 #[path = "support/gateway.rs"]
 mod gateway;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -118,3 +118,39 @@ impl Gateway {
         })
     }
 }
+
+/// Runs a client CLI with no standard input and the machine's `PATH` only (plus `env`), in
+/// `home` as its home and working directory, for at most three minutes; returns whether it
+/// succeeded, its stdout and its stderr.
+pub fn run_cli(
+    mut cmd: std::process::Command,
+    home: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    cmd.current_dir(home)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the client");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().expect("poll the client").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("client output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
