@@ -1,5 +1,6 @@
 //! `/v1/mcp` with a Cognito access token: the same tools and policies as with an API key,
-//! the caller's groups from `cognito:groups`, and the user pool named in the metadata.
+//! the caller's groups from the directory (not from the token's `cognito:groups`), and the
+//! user pool named in the metadata.
 
 mod common;
 
@@ -15,14 +16,14 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(common::repo_root().join("tests/fixtures/jwt").join(name)).expect("fixture")
 }
 
-fn token(groups: &[&str]) -> String {
+fn token(user: &str, groups: &[&str]) -> String {
     let now = pennyworth::directory::now();
     let claims = json!({
         "sub": "5f1c1c1e-0000-4000-8000-0000000000aa",
         "iss": ISSUER,
         "client_id": CLIENT,
         "token_use": "access",
-        "username": "tokenuser",
+        "username": user,
         "cognito:groups": groups,
         "iat": now,
         "exp": now + 3600,
@@ -48,6 +49,21 @@ async fn call(engine: &Engine, token: &str, method: &str, params: Value) -> Valu
 async fn mcp_with_a_cognito_token() {
     let (url, _) = common::jwks::serve(fixture("jwks.json")).await;
     let dir = common::TestDirectory::new().await;
+    // The users behind the tokens: their groups come from the directory.
+    use pennyworth::directory::Directory as _;
+    for (name, groups) in [
+        ("tokenuser", vec!["users".to_string()]),
+        ("nogroups", vec![]),
+    ] {
+        dir.directory
+            .create_user(pennyworth::directory::NewUser {
+                username: name.into(),
+                email: None,
+                groups,
+            })
+            .await
+            .expect("user");
+    }
     let config = pennyworth::CompiledConfig::load(&common::repo_root()).expect("config");
     let verifier = JwtVerifier::new(JwtConfig {
         issuer: ISSUER.into(),
@@ -59,7 +75,7 @@ async fn mcp_with_a_cognito_token() {
 
     let who = call(
         &engine,
-        &token(&["users"]),
+        &token("tokenuser", &["users"]),
         "tools/call",
         json!({"name": "whoami"}),
     )
@@ -72,15 +88,21 @@ async fn mcp_with_a_cognito_token() {
 
     let chat = call(
         &engine,
-        &token(&["users"]),
+        &token("tokenuser", &["users"]),
         "tools/call",
         json!({"name": "chat", "arguments": {"model": "echo", "prompt": "by token"}}),
     )
     .await;
     assert_eq!(chat["result"]["content"][0]["text"], "by token", "{chat}");
 
-    // A token without groups gets no tools.
-    let list = call(&engine, &token(&[]), "tools/list", json!({})).await;
+    // A user without groups gets no tools, whatever groups the token claims.
+    let list = call(
+        &engine,
+        &token("nogroups", &["admins"]),
+        "tools/list",
+        json!({}),
+    )
+    .await;
     assert_eq!(list["result"]["tools"], json!([]), "{list}");
 
     let (_, _, body) = common::send(
