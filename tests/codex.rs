@@ -84,32 +84,7 @@ fn codex_runs_exec_command_through_the_gateway() {
         "codex",
     );
     let home = tempfile::tempdir().expect("home");
-    let (ok, stdout, stderr) = run_codex(&cli, &g.url, &g.user_key, "claude", home.path());
-    assert!(ok, "codex failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    // The command ran on this machine and its output went back to the model, with its
-    // signed thinking first in the assistant turn.
-    assert!(
-        g.tool_result_sent("pennyworth-ok"),
-        "no tool result reached Bedrock\nstdout:\n{stdout}"
-    );
-    assert!(g.signed_reasoning_sent());
-    assert!(
-        stdout.contains("pennyworth-ok"),
-        "the final answer does not quote the command's output:\n{stdout}"
-    );
-
-    eprintln!("codex answered: {}", stdout.trim());
-
-    // A model the user may not use fails cleanly, without reaching Bedrock.
-    g.bedrock.clear();
-    let (ok, stdout, _) = run_codex(&cli, &g.url, &g.user_key, "premium-only", home.path());
-    assert!(!ok, "a denied model answered:\n{stdout}");
-    eprintln!("codex with a denied model: {}", stdout.trim());
-    assert!(
-        g.bedrock
-            .recorded()
-            .iter()
-            .all(|r| r.model() != "premium-model"),
-        "the denied model reached Bedrock"
-    );
+    g.check_agent("codex", "claude", "premium-only", |model| {
+        run_codex(&cli, &g.url, &g.user_key, model, home.path())
+    });
 }

@@ -154,3 +154,40 @@ pub fn run_cli(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+impl Gateway {
+    /// What every agent CLI test proves. With `model`, `run` (the client, given a model name)
+    /// runs the tool the test server asks for (`echo pennyworth-ok`), sends its output back
+    /// with the signed reasoning first in the assistant turn, and prints an answer quoting
+    /// it; with `denied`, a model the user may not use, it fails without reaching Bedrock.
+    pub fn check_agent(
+        &self,
+        client: &str,
+        model: &str,
+        denied: &str,
+        run: impl Fn(&str) -> (bool, String, String),
+    ) {
+        let (ok, stdout, stderr) = run(model);
+        assert!(ok, "{client} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            self.tool_result_sent("pennyworth-ok"),
+            "no tool result reached Bedrock\nstdout:\n{stdout}"
+        );
+        assert!(self.signed_reasoning_sent());
+        assert!(
+            stdout.contains("pennyworth-ok"),
+            "the final answer does not quote the command's output:\n{stdout}"
+        );
+        eprintln!("{client} answered: {}", stdout.trim());
+
+        self.bedrock.clear();
+        let (ok, stdout, _) = run(denied);
+        assert!(!ok, "a denied model answered:\n{stdout}");
+        eprintln!("{client} with a denied model: {}", stdout.trim());
+        let upstream = self.bedrock.recorded();
+        assert!(
+            upstream.iter().all(|r| r.model() != "premium-model"),
+            "the denied model reached Bedrock"
+        );
+    }
+}
