@@ -180,6 +180,12 @@ impl Engine {
         self.config.model(name)
     }
 
+    /// The model an alias names, or the 404 that answers unknown and hidden aliases alike.
+    pub fn known_model(&self, name: &str) -> Result<&ModelRuntime, ApiError> {
+        self.model(name)
+            .ok_or_else(|| ApiError::model_not_found(name))
+    }
+
     /// The dialect of the route a request goes to (OpenAI's when it goes nowhere), for the
     /// shape of its error answers.
     fn dialect_of(&self, request: &Request<Bytes>) -> crate::errors::Dialect {
@@ -438,15 +444,7 @@ impl Engine {
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
                 let name = prepared.model().unwrap_or_default();
-                let Some(model) = self.model(name) else {
-                    return Err(with_user(
-                        ApiError::not_found(
-                            "model_not_found",
-                            format!("the model `{name}` does not exist"),
-                        )
-                        .with_param("model"),
-                    ));
-                };
+                let model = self.known_model(name).map_err(with_user)?;
                 let alias = model.alias.as_str();
                 // The caller's spend enters the Cedar context of model calls (when a policy
                 // or a budget reads it), and the limits stage below reuses it.
@@ -501,6 +499,20 @@ impl Engine {
             "authorization"
         );
         if !verdict.allowed {
+            // A model the caller may not see (one `GET /v1/models` leaves out: denied under
+            // the facts of a plain listing) answers as if it did not exist; a denial that
+            // depends on this request (its spend, stream or max_tokens) stays a 403.
+            if route.resource == ResourceKind::Model {
+                let name = prepared.model().unwrap_or_default();
+                let listing = RequestFacts {
+                    source_ip: facts.source_ip.clone(),
+                    ..RequestFacts::default()
+                };
+                let alias = self.model(name).map_or(name, |m| m.alias.as_str());
+                if !policy.authorize_model(&p, action, alias, &listing).allowed {
+                    return Err(with_user(ApiError::model_not_found(name)));
+                }
+            }
             return Err(with_user(ApiError::forbidden(format!(
                 "you are not permitted to perform `{action_name}`{on}"
             ))));

@@ -140,6 +140,16 @@ impl ApiError {
         )
     }
 
+    /// 404 for a model alias that does not exist or that the caller may not use: the same
+    /// answer for both, so an alias hidden from someone cannot be told from a made-up one.
+    pub fn model_not_found(name: &str) -> Self {
+        Self::not_found(
+            "model_not_found",
+            format!("the model `{name}` does not exist or you do not have access to it"),
+        )
+        .with_param("model")
+    }
+
     /// 500 for a failure of the gateway itself; the detail goes to the log only.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");

@@ -298,8 +298,13 @@ async fn errors_come_in_anthropics_shape() {
         json!({"model": "premium-only", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
-    assert_eq!(status, 403);
-    assert_eq!(v["error"]["type"], "permission_error");
+    // An alias the caller may not use answers exactly as one that does not exist.
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert_eq!(
+        v["error"]["message"],
+        "the model `premium-only` does not exist or you do not have access to it"
+    );
     assert!(h.server.recorded().is_empty(), "nothing reached Bedrock");
 
     h.server.script(

@@ -38,7 +38,8 @@ async fn models_and_policies_drive_behaviour() {
     std::fs::write(&models, text).expect("write");
     let engine = restart(tmp.path(), &dir);
     assert_eq!(chat_status(&engine, &admin, "echo-premium").await, 200);
-    assert_eq!(chat_status(&engine, &user, "echo-premium").await, 403);
+    // Hidden from users: the same 404 as an alias that does not exist.
+    assert_eq!(chat_status(&engine, &user, "echo-premium").await, 404);
 
     // 3. A new policy file grants users the premium group.
     std::fs::write(

@@ -136,7 +136,7 @@ async fn user_changes_take_effect_on_the_next_request() {
     let chat =
         |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
 
-    // Group change: `users` may not use premium models; `developers` may.
+    // Group change: `users` may not use premium models (hidden: 404); `developers` may.
     assert_eq!(
         call(
             &engine,
@@ -147,7 +147,7 @@ async fn user_changes_take_effect_on_the_next_request() {
         )
         .await
         .0,
-        403
+        404
     );
     let (status, _) = call(
         &engine,

@@ -167,8 +167,10 @@ def errors_have_their_status():
         try:
             client().messages.create(model=DENIED_MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}])
             raise AssertionError("a denied model was served")
-        except anthropic.PermissionDeniedError as e:
-            expect_eq(e.status_code, 403, "status")
+        except anthropic.NotFoundError as e:
+            # Hidden and unknown aliases answer alike.
+            expect_eq(e.status_code, 404, "status")
+            expect_eq(e.body["error"]["type"], "not_found_error", "error type")
 
 
 def main():

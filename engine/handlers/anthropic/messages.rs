@@ -64,13 +64,7 @@ fn block_json(b: &Block) -> Option<Value> {
 
 /// Answers a Messages request.
 pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<Body>, ApiError> {
-    let model = ctx.engine.model(&request.model).ok_or_else(|| {
-        ApiError::not_found(
-            "model_not_found",
-            format!("the model `{}` does not exist", request.model),
-        )
-        .with_param("model")
-    })?;
+    let model = ctx.engine.known_model(&request.model)?;
     crate::handlers::openai::chat::check_kind_and_limit(model, request.max_tokens, "max_tokens")?;
     let identity = ctx
         .identity

@@ -17,13 +17,7 @@ pub async fn count_tokens(
     ctx: &Ctx<'_>,
     request: types::MessagesRequest,
 ) -> Result<Response<Body>, ApiError> {
-    let Some(model) = ctx.engine.model(&request.model) else {
-        return Err(ApiError::not_found(
-            "model_not_found",
-            format!("the model `{}` does not exist", request.model),
-        )
-        .with_param("model"));
-    };
+    let model = ctx.engine.known_model(&request.model)?;
     let core = request.to_core(None)?;
     let provider = ctx.engine.providers().get(model.provider)?;
     let counted = tokio::time::timeout(

@@ -271,13 +271,7 @@ pub fn check_kind_and_limit(
 
 /// Answers a chat completion.
 pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Body>, ApiError> {
-    let model = ctx.engine.model(&request.model).ok_or_else(|| {
-        ApiError::not_found(
-            "model_not_found",
-            format!("the model `{}` does not exist", request.model),
-        )
-        .with_param("model")
-    })?;
+    let model = ctx.engine.known_model(&request.model)?;
     check_limits(model, &request)?;
     let identity = ctx
         .identity

@@ -160,13 +160,7 @@ pub async fn embed(
     ctx: &Ctx<'_>,
     request: EmbeddingRequest,
 ) -> Result<Response<crate::body::Body>, ApiError> {
-    let model = ctx.engine.model(&request.model).ok_or_else(|| {
-        ApiError::not_found(
-            "model_not_found",
-            format!("the model `{}` does not exist", request.model),
-        )
-        .with_param("model")
-    })?;
+    let model = ctx.engine.known_model(&request.model)?;
     if model.kind != ModelKind::Embedding {
         return Err(ApiError::bad_request(
             "wrong_model_kind",

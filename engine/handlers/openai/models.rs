@@ -135,10 +135,6 @@ pub fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let id = ctx.param("id").unwrap_or_default();
     match ctx.engine.model(id) {
         Some(m) if permitted(ctx, m) => json(StatusCode::OK, &object(ctx, m)),
-        _ => Err(ApiError::not_found(
-            "model_not_found",
-            format!("the model `{id}` does not exist or you do not have access to it"),
-        )
-        .with_param("model")),
+        _ => Err(ApiError::model_not_found(id)),
     }
 }

@@ -31,13 +31,7 @@ fn model_of<'e>(
     ctx: &Ctx<'e>,
     request: &ResponsesRequest,
 ) -> Result<&'e crate::engine::ModelRuntime, ApiError> {
-    let model = ctx.engine.model(&request.model).ok_or_else(|| {
-        ApiError::not_found(
-            "model_not_found",
-            format!("the model `{}` does not exist", request.model),
-        )
-        .with_param("model")
-    })?;
+    let model = ctx.engine.known_model(&request.model)?;
     crate::handlers::openai::chat::check_kind_and_limit(
         model,
         request.max_output_tokens,
