@@ -41,6 +41,38 @@ impl Body {
         Body::Stream(Box::pin(stream))
     }
 
+    /// This body, then (before it ends) a wait of at most `bound` until `store` has written
+    /// every usage record handed to it, the call's own included (a stream's meter records
+    /// when the stream is done, before the wait starts).
+    pub fn then_flush(
+        self,
+        store: std::sync::Arc<dyn crate::usage::store::UsageStore>,
+        bound: std::time::Duration,
+    ) -> Self {
+        use futures_util::StreamExt;
+        let flush = futures_util::stream::once(async move {
+            match tokio::time::timeout(bound, store.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "pennyworth::usage", error = %e, "ledger flush failed");
+                }
+                Err(_) => tracing::warn!(
+                    target: "pennyworth::usage",
+                    bound_ms = bound.as_millis() as u64,
+                    "usage records still being written when the answer ended"
+                ),
+            }
+        })
+        .filter_map(|()| std::future::ready(None::<Result<Bytes, BoxError>>));
+        match self {
+            Body::Full(None) => Body::stream(flush),
+            Body::Full(Some(b)) => {
+                Body::stream(futures_util::stream::once(std::future::ready(Ok(b))).chain(flush))
+            }
+            Body::Stream(s) => Body::stream(s.chain(flush)),
+        }
+    }
+
     /// Reads the whole body (tests and adapters that cannot stream).
     pub async fn collect(self) -> Result<Bytes, BoxError> {
         match self {

@@ -99,12 +99,27 @@ fn deadline(request: &lambda_http::Request) -> Option<Deadline> {
     ))
 }
 
+/// Longest the end of an answer waits for the usage records of its call to be written.
+pub const LEDGER_FLUSH_BOUND: Duration = Duration::from_secs(2);
+
 /// Answers one Lambda HTTP event.
+///
+/// The answer ends only once the usage records of the call are written (at most
+/// [`LEDGER_FLUSH_BOUND`]): Lambda freezes the instance when the invocation's response ends,
+/// and a write still in flight then would wait for the next invocation, or be lost with the
+/// instance. The client has every byte of the answer before this wait begins.
 pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<Body> {
     let deadline = deadline(&request);
     let mut request = to_engine_request(request);
     if let Some(d) = deadline {
         request.extensions_mut().insert(d);
     }
-    engine.handle(request).await
+    let response = engine.handle(request).await;
+    match engine.ledger().store() {
+        Some(store) => {
+            let store = store.clone();
+            response.map(|body| body.then_flush(store, LEDGER_FLUSH_BOUND))
+        }
+        None => response,
+    }
 }
