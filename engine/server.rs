@@ -70,22 +70,30 @@ fn body_timeout() -> Response<Body> {
     )
 }
 
-/// Reads and drops what is left of a body, up to `bound` bytes in all.
-async fn discard(mut body: Incoming, bound: u64) {
+/// Reads and drops what is left of a body, up to `bound` bytes in all; true when the body
+/// ended within the bound.
+async fn discard(mut body: Incoming, bound: u64) -> bool {
     let mut seen = 0u64;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return };
+        let Ok(frame) = frame else { return false };
         if let Some(data) = frame.data_ref() {
             seen = seen.saturating_add(data.len() as u64);
             if seen > bound {
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
-/// Reads the body up to the engine's limit (within the body deadline) and hands the request
-/// to the engine.
+/// Most body bytes of a refused (unauthenticated) request read and dropped, so a client that
+/// sent a small body with its headers reads the 401 instead of a reset; a larger body is not
+/// read at all and the connection closes after the answer.
+pub const REFUSED_DRAIN_BYTES: u64 = 64 * 1024;
+
+/// Authenticates from the headers, then reads the body up to the engine's limit (within the
+/// body deadline) and hands the request to the engine. An unauthenticated request is answered
+/// without its body being buffered.
 async fn answer(
     engine: Arc<Engine>,
     limits: Limits,
@@ -106,6 +114,25 @@ async fn answer(
             return too_large(limit).into_response();
         }
         return closing(too_large(limit).into_response());
+    }
+    parts.extensions.insert(ClientAddr(peer));
+    if let Some(early) = engine.authenticate_early(&parts).await {
+        let refused = early.refused();
+        parts.extensions.insert(early);
+        if refused {
+            let small = declared.is_none_or(|n| n <= REFUSED_DRAIN_BYTES);
+            let drained = small
+                && tokio::time::timeout(
+                    limits.body_read_timeout,
+                    discard(body, REFUSED_DRAIN_BYTES),
+                )
+                .await
+                .unwrap_or(false);
+            let response = engine
+                .handle(Request::from_parts(parts, Bytes::new()))
+                .await;
+            return if drained { response } else { closing(response) };
+        }
     }
     enum Read {
         Done(Bytes),
@@ -148,7 +175,6 @@ async fn answer(
             .into_response();
         }
     };
-    parts.extensions.insert(ClientAddr(peer));
     engine.handle(Request::from_parts(parts, bytes)).await
 }
 
