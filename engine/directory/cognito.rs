@@ -18,7 +18,6 @@ use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType, UserType};
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ pub type PauseHook =
     Arc<dyn Fn(&'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Stripes of the in-process lock that serialises key changes per user.
-const LOCK_STRIPES: usize = 64;
+pub(super) const LOCK_STRIPES: usize = 64;
 
 /// Where the pool is and how to reach it.
 #[derive(Debug, Clone)]
@@ -83,13 +82,13 @@ pub async fn from_env()
 /// The Cognito directory.
 #[derive(Clone)]
 pub struct CognitoDirectory {
-    client: Client,
-    pool_id: String,
-    timing: KeyTiming,
+    pub(super) client: Client,
+    pub(super) pool_id: String,
+    pub(super) timing: KeyTiming,
     /// Key changes to one user run one at a time in this process (other processes: see
     /// [`super::cognito_keys`]).
-    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
-    pause: Option<PauseHook>,
+    pub(super) locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    pub(super) pause: Option<PauseHook>,
 }
 
 impl std::fmt::Debug for CognitoDirectory {
@@ -101,7 +100,7 @@ impl std::fmt::Debug for CognitoDirectory {
     }
 }
 
-fn map_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+pub(super) fn map_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     e: SdkError<E, R>,
     username: &str,
 ) -> DirectoryError {
@@ -186,19 +185,6 @@ impl CognitoDirectory {
         self
     }
 
-    async fn paused(&self, op: &'static str) {
-        if let Some(hook) = &self.pause {
-            hook(op).await;
-        }
-    }
-
-    fn lock_of(&self, username: &str) -> &tokio::sync::Mutex<()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        username.hash(&mut h);
-        let i = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
-        &self.locks[i % self.locks.len()]
-    }
-
     async fn groups_of(&self, username: &str) -> Result<Vec<String>, DirectoryError> {
         let mut groups = Vec::new();
         let mut next: Option<String> = None;
@@ -227,7 +213,10 @@ impl CognitoDirectory {
     }
 
     /// `AdminGetUser`: the user (without groups) and their keys; `None` when absent.
-    async fn fetch(&self, username: &str) -> Result<Option<(User, KeySet)>, DirectoryError> {
+    pub(super) async fn fetch(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, KeySet)>, DirectoryError> {
         let out = match self
             .client
             .admin_get_user()
@@ -256,105 +245,6 @@ impl CognitoDirectory {
         };
         let keys = KeySet::parse(&name, |n| attr(attrs, n));
         Ok(Some((user, keys)))
-    }
-
-    /// The user's key attributes, for a change (`None`: no such user).
-    async fn key_set(&self, username: &str) -> Result<Option<KeySet>, DirectoryError> {
-        Ok(self.fetch(username).await?.map(|(_, keys)| keys))
-    }
-
-    /// One `AdminUpdateUserAttributes` of key attributes: sent only while the read it is based
-    /// on is at most `max_staleness` old, never retried (a retry could deliver a key record
-    /// twice), abandoned after `attempt_timeout`.
-    async fn write_attributes(
-        &self,
-        set: &KeySet,
-        values: Vec<(String, String)>,
-    ) -> Result<(), DirectoryError> {
-        use aws_sdk_cognitoidentityprovider::config::retry::RetryConfig;
-        use aws_sdk_cognitoidentityprovider::config::timeout::TimeoutConfig;
-        if set.read_at.elapsed() > self.timing.max_staleness {
-            return Err(DirectoryError::Conflict(set.owner.clone()));
-        }
-        let mut req = self
-            .client
-            .admin_update_user_attributes()
-            .user_pool_id(&self.pool_id)
-            .username(&set.owner);
-        for (name, value) in values {
-            req = req.user_attributes(
-                AttributeType::builder()
-                    .name(name)
-                    .value(value)
-                    .build()
-                    .map_err(|e| DirectoryError::Unavailable(e.to_string()))?,
-            );
-        }
-        req.customize()
-            .config_override(
-                aws_sdk_cognitoidentityprovider::config::Builder::default()
-                    .retry_config(RetryConfig::disabled())
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_attempt_timeout(self.timing.attempt_timeout)
-                            .build(),
-                    ),
-            )
-            .send()
-            .await
-            .map_err(|e| map_err(e, &set.owner))?;
-        Ok(())
-    }
-
-    /// Reads the key attributes again after the settle time (a change to check).
-    async fn settled(&self, username: &str) -> Result<KeySet, DirectoryError> {
-        tokio::time::sleep(self.timing.settle).await;
-        self.key_set(username)
-            .await?
-            .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
-    }
-
-    /// Removes `id` from the legacy list, writing `extra` in the same request; reads the list
-    /// again after the settle time and repeats while a concurrent removal put the key back.
-    async fn remove_legacy(
-        &self,
-        mut set: KeySet,
-        id: &str,
-        mut extra: Vec<(String, String)>,
-    ) -> Result<KeySet, DirectoryError> {
-        for _ in 0..4 {
-            let mut values = std::mem::take(&mut extra);
-            values.push((
-                cognito_keys::LEGACY_ATTRIBUTE.to_string(),
-                set.legacy_without(id)?,
-            ));
-            self.write_attributes(&set, values).await?;
-            let after = self.settled(&set.owner).await?;
-            if !after.in_legacy(id) {
-                return Ok(after);
-            }
-            set = after;
-        }
-        Err(cognito_keys::conflict(&set.owner))
-    }
-
-    /// The user's key attributes read for a change (`None`: no such user), after the test
-    /// pause; read again while the pause left them older than `max_staleness`.
-    async fn read_for_change(
-        &self,
-        username: &str,
-        op: &'static str,
-    ) -> Result<Option<KeySet>, DirectoryError> {
-        for _ in 0..3 {
-            let Some(set) = self.key_set(username).await? else {
-                return Ok(None);
-            };
-            self.paused(op).await;
-            if set.read_at.elapsed() <= self.timing.max_staleness {
-                return Ok(Some(set));
-            }
-        }
-        Err(cognito_keys::conflict(username))
     }
 
     fn user_of(u: &UserType) -> User {

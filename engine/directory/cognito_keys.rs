@@ -25,9 +25,11 @@
 //! time, writing again if a concurrent removal put the key back.
 
 use super::{DirectoryError, KeyRecord, MAX_KEYS_PER_USER};
+use aws_sdk_cognitoidentityprovider::types::AttributeType;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde::{Deserialize, Serialize};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// The attribute of earlier versions: a JSON list of key records (read; only shrunk).
@@ -236,6 +238,118 @@ pub(crate) fn slot_value(key: &KeyRecord) -> Result<String, DirectoryError> {
 /// The error of a key change that lost to a concurrent one.
 pub(crate) fn conflict(owner: &str) -> DirectoryError {
     DirectoryError::Conflict(owner.to_string())
+}
+
+/// The key-change steps of the Cognito directory (the rules above).
+impl super::cognito::CognitoDirectory {
+    pub(super) async fn paused(&self, op: &'static str) {
+        if let Some(hook) = &self.pause {
+            hook(op).await;
+        }
+    }
+
+    pub(super) fn lock_of(&self, username: &str) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        username.hash(&mut h);
+        let i = usize::try_from(h.finish() % super::cognito::LOCK_STRIPES as u64).unwrap_or(0);
+        &self.locks[i % self.locks.len()]
+    }
+
+    /// The user's key attributes, for a change (`None`: no such user).
+    pub(super) async fn key_set(&self, username: &str) -> Result<Option<KeySet>, DirectoryError> {
+        Ok(self.fetch(username).await?.map(|(_, keys)| keys))
+    }
+
+    /// One `AdminUpdateUserAttributes` of key attributes: sent only while the read it is based
+    /// on is at most `max_staleness` old, never retried (a retry could deliver a key record
+    /// twice), abandoned after `attempt_timeout`.
+    pub(super) async fn write_attributes(
+        &self,
+        set: &KeySet,
+        values: Vec<(String, String)>,
+    ) -> Result<(), DirectoryError> {
+        use aws_sdk_cognitoidentityprovider::config::retry::RetryConfig;
+        use aws_sdk_cognitoidentityprovider::config::timeout::TimeoutConfig;
+        if set.read_at.elapsed() > self.timing.max_staleness {
+            return Err(DirectoryError::Conflict(set.owner.clone()));
+        }
+        let mut req = self
+            .client
+            .admin_update_user_attributes()
+            .user_pool_id(&self.pool_id)
+            .username(&set.owner);
+        for (name, value) in values {
+            req = req.user_attributes(
+                AttributeType::builder()
+                    .name(name)
+                    .value(value)
+                    .build()
+                    .map_err(|e| DirectoryError::Unavailable(e.to_string()))?,
+            );
+        }
+        req.customize()
+            .config_override(
+                aws_sdk_cognitoidentityprovider::config::Builder::default()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_attempt_timeout(self.timing.attempt_timeout)
+                            .build(),
+                    ),
+            )
+            .send()
+            .await
+            .map_err(|e| super::cognito::map_err(e, &set.owner))?;
+        Ok(())
+    }
+
+    /// Reads the key attributes again after the settle time (a change to check).
+    pub(super) async fn settled(&self, username: &str) -> Result<KeySet, DirectoryError> {
+        tokio::time::sleep(self.timing.settle).await;
+        self.key_set(username)
+            .await?
+            .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
+    }
+
+    /// Removes `id` from the legacy list, writing `extra` in the same request; reads the list
+    /// again after the settle time and repeats while a concurrent removal put the key back.
+    pub(super) async fn remove_legacy(
+        &self,
+        mut set: KeySet,
+        id: &str,
+        mut extra: Vec<(String, String)>,
+    ) -> Result<KeySet, DirectoryError> {
+        for _ in 0..4 {
+            let mut values = std::mem::take(&mut extra);
+            values.push((LEGACY_ATTRIBUTE.to_string(), set.legacy_without(id)?));
+            self.write_attributes(&set, values).await?;
+            let after = self.settled(&set.owner).await?;
+            if !after.in_legacy(id) {
+                return Ok(after);
+            }
+            set = after;
+        }
+        Err(conflict(&set.owner))
+    }
+
+    /// The user's key attributes read for a change (`None`: no such user), after the test
+    /// pause; read again while the pause left them older than `max_staleness`.
+    pub(super) async fn read_for_change(
+        &self,
+        username: &str,
+        op: &'static str,
+    ) -> Result<Option<KeySet>, DirectoryError> {
+        for _ in 0..3 {
+            let Some(set) = self.key_set(username).await? else {
+                return Ok(None);
+            };
+            self.paused(op).await;
+            if set.read_at.elapsed() <= self.timing.max_staleness {
+                return Ok(Some(set));
+            }
+        }
+        Err(conflict(username))
+    }
 }
 
 #[cfg(test)]
