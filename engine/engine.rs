@@ -35,6 +35,33 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub tokio::time::Instant);
 
+/// The outcome of [`Engine::authenticate_early`], carried to [`Engine::handle`] as a request
+/// extension (set only by a front end; clients cannot set extensions).
+#[derive(Clone)]
+pub struct EarlyAuth {
+    refused: bool,
+    result: Arc<std::sync::Mutex<Option<Result<Identity, auth::AuthError>>>>,
+}
+
+impl EarlyAuth {
+    /// True when authentication failed: the answer is an error whatever the body holds.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    fn take(&self) -> Option<Result<Identity, auth::AuthError>> {
+        self.result.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+impl std::fmt::Debug for EarlyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyAuth")
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The immutable engine, shared as `Arc<Engine>` by every request.
 pub struct Engine {
     config: CompiledConfig,
@@ -291,6 +318,35 @@ impl Engine {
             .allowed
     }
 
+    /// Authenticates a request from its head alone, before its body is read: `None` when the
+    /// route is unknown, public, or an MCP route whose origin check fails (those take the
+    /// usual path). A front end puts the result into the request's extensions, where
+    /// [`Engine::handle`] uses it instead of authenticating again, and need not read the
+    /// body of a refused request: the answer does not depend on it.
+    pub async fn authenticate_early(&self, head: &http::request::Parts) -> Option<EarlyAuth> {
+        let Match::Found(route, _) = self.config.router.at(&head.method, head.uri.path()) else {
+            return None;
+        };
+        if route.public
+            || (route.handler == crate::config::routes::HandlerKind::Mcp
+                && handlers::mcp::check_origin(&self.mcp, &head.headers).is_err())
+        {
+            return None;
+        }
+        let result = auth::authenticate(
+            &route.auth,
+            &head.headers,
+            self.directory.as_ref(),
+            &self.identities,
+            self.jwt.as_ref(),
+        )
+        .await;
+        Some(EarlyAuth {
+            refused: result.is_err(),
+            result: Arc::new(std::sync::Mutex::new(Some(result))),
+        })
+    }
+
     fn next_request_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("req_{}{:012x}", self.request_prefix, n)
@@ -400,15 +456,26 @@ impl Engine {
         if is_mcp {
             handlers::mcp::check_origin(&self.mcp, request.headers()).map_err(fail)?;
         }
-        let identity = auth::authenticate(
-            &route.auth,
-            request.headers(),
-            self.directory.as_ref(),
-            &self.identities,
-            self.jwt.as_ref(),
-        )
-        .await
-        .map_err(|e| {
+        // A front end that authenticated from the headers before reading the body (`serve`)
+        // hands its result over; otherwise authenticate now.
+        let authenticated = match request
+            .extensions()
+            .get::<EarlyAuth>()
+            .and_then(EarlyAuth::take)
+        {
+            Some(result) => result,
+            None => {
+                auth::authenticate(
+                    &route.auth,
+                    request.headers(),
+                    self.directory.as_ref(),
+                    &self.identities,
+                    self.jwt.as_ref(),
+                )
+                .await
+            }
+        };
+        let identity = authenticated.map_err(|e| {
             let e: ApiError = e.into();
             fail(if is_mcp {
                 handlers::mcp::challenge(&self.mcp, request.headers(), e)

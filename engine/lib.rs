@@ -17,6 +17,7 @@ pub mod errors;
 pub mod handlers;
 pub mod inference;
 pub mod lambda;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod providers;

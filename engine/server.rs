@@ -37,6 +37,8 @@ pub struct Limits {
     pub discard_bytes: u64,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// hyper's per-connection buffer bound (read buffer, and write buffer when flattened).
+    pub connection_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             discard_bytes: 16 * 1024 * 1024,
             max_connections: 1024,
+            connection_buffer_bytes: 64 * 1024,
         }
     }
 }
@@ -70,22 +73,30 @@ fn body_timeout() -> Response<Body> {
     )
 }
 
-/// Reads and drops what is left of a body, up to `bound` bytes in all.
-async fn discard(mut body: Incoming, bound: u64) {
+/// Reads and drops what is left of a body, up to `bound` bytes in all; true when the body
+/// ended within the bound.
+async fn discard(mut body: Incoming, bound: u64) -> bool {
     let mut seen = 0u64;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return };
+        let Ok(frame) = frame else { return false };
         if let Some(data) = frame.data_ref() {
             seen = seen.saturating_add(data.len() as u64);
             if seen > bound {
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
-/// Reads the body up to the engine's limit (within the body deadline) and hands the request
-/// to the engine.
+/// Most body bytes of a refused (unauthenticated) request read and dropped, so a client that
+/// sent a small body with its headers reads the 401 instead of a reset; a larger body is not
+/// read at all and the connection closes after the answer.
+pub const REFUSED_DRAIN_BYTES: u64 = 64 * 1024;
+
+/// Authenticates from the headers, then reads the body up to the engine's limit (within the
+/// body deadline) and hands the request to the engine. An unauthenticated request is answered
+/// without its body being buffered.
 async fn answer(
     engine: Arc<Engine>,
     limits: Limits,
@@ -106,6 +117,25 @@ async fn answer(
             return too_large(limit).into_response();
         }
         return closing(too_large(limit).into_response());
+    }
+    parts.extensions.insert(ClientAddr(peer));
+    if let Some(early) = engine.authenticate_early(&parts).await {
+        let refused = early.refused();
+        parts.extensions.insert(early);
+        if refused {
+            let small = declared.is_none_or(|n| n <= REFUSED_DRAIN_BYTES);
+            let drained = small
+                && tokio::time::timeout(
+                    limits.body_read_timeout,
+                    discard(body, REFUSED_DRAIN_BYTES),
+                )
+                .await
+                .unwrap_or(false);
+            let response = engine
+                .handle(Request::from_parts(parts, Bytes::new()))
+                .await;
+            return if drained { response } else { closing(response) };
+        }
     }
     enum Read {
         Done(Bytes),
@@ -148,7 +178,6 @@ async fn answer(
             .into_response();
         }
     };
-    parts.extensions.insert(ClientAddr(peer));
     engine.handle(Request::from_parts(parts, bytes)).await
 }
 
@@ -164,26 +193,57 @@ pub enum Stopped {
     },
 }
 
-/// Counts open connections; the guard of each connection decrements it when dropped.
+/// Counts open connections, and those closed since the last heap trim check; the guard of each
+/// connection updates both when dropped.
 #[derive(Debug, Clone, Default)]
-struct OpenConnections(Arc<AtomicUsize>);
+struct OpenConnections {
+    open: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
 
-struct ConnectionGuard(Arc<AtomicUsize>);
+struct ConnectionGuard(OpenConnections);
 
 impl OpenConnections {
     fn enter(&self) -> ConnectionGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.0.clone())
+        self.open.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
     }
 
     fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every 2 s, when connections closed since the last check, hand the allocator's free pages
+/// back to the system (`crate::memory`), so the memory of a burst (slow streams, large bodies)
+/// does not stay with the process; and once more 15 s after the last such trim, for what was
+/// freed later (blocking-pool threads that ran directory lookups exit after 10 s idle).
+/// Expired identity cache entries are swept first. The trim runs on the blocking pool, so it
+/// holds up no request.
+async fn trim_after_closes(engine: Arc<Engine>, open: OpenConnections) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut follow_up: Option<tokio::time::Instant> = None;
+    loop {
+        let now = tick.tick().await;
+        if open.closed.swap(0, Ordering::Relaxed) > 0 {
+            follow_up = Some(now + Duration::from_secs(15));
+        } else if follow_up.is_some_and(|at| now >= at) {
+            follow_up = None;
+        } else {
+            continue;
+        }
+        // Expired identity cache entries first: small live allocations scattered over freed
+        // pages (a burst of forged keys) keep those pages from being returned.
+        engine.identities().sweep();
+        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
 }
 
@@ -221,6 +281,7 @@ pub async fn serve_with_limits(
     let graceful = GracefulShutdown::new();
     let open = OpenConnections::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let trimmer = tokio::spawn(trim_after_closes(engine.clone(), open.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // At the cap, stop accepting: new connections wait in the kernel's backlog.
@@ -253,6 +314,7 @@ pub async fn serve_with_limits(
                 let conn = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(limits.header_read_timeout)
+                    .max_buf_size(limits.connection_buffer_bytes.max(8192))
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 let guard = open.enter();
@@ -268,6 +330,7 @@ pub async fn serve_with_limits(
         }
     }
     drop(listener);
+    trimmer.abort();
     let n = open.count();
     if n > 0 {
         tracing::info!(

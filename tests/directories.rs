@@ -89,7 +89,7 @@ async fn engine_on_cognito_keys_and_moto_jwts() {
     assert_eq!(me["user"], "dana");
     assert_eq!(me["groups"], json!(["users"]));
 
-    // The key is stored only as a hash in the custom attribute.
+    // The key is stored only as a hash in the custom attributes.
     let raw = pool
         .client
         .admin_get_user()
@@ -98,13 +98,22 @@ async fn engine_on_cognito_keys_and_moto_jwts() {
         .send()
         .await
         .expect("get user");
-    let attribute = raw
+    let attribute: String = raw
         .user_attributes()
         .iter()
-        .find(|a| a.name() == "custom:pw_keys")
-        .and_then(|a| a.value())
-        .expect("key attribute")
-        .to_string();
+        .filter(|a| a.name().starts_with("custom:pw_key"))
+        .filter_map(|a| a.value())
+        .collect();
+    assert!(
+        attribute.contains(
+            created["id"]
+                .as_str()
+                .expect("id")
+                .split_once('.')
+                .expect("kid")
+                .1
+        )
+    );
     let secret = dana_key.rsplit('.').next().expect("secret");
     assert!(
         !attribute.contains(secret),

@@ -120,3 +120,98 @@ async fn open_connections_are_capped() {
         .expect("read");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
+
+/// The body of an answer (after the blank line).
+fn body_of(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[tokio::test]
+async fn an_unauthenticated_request_gets_its_401_before_its_body_is_read() {
+    let (engine, _dir) = common::engine(&common::repo_root()).await;
+    let engine = Arc::new(engine);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(serve_with_limits(
+        engine.clone(),
+        listener,
+        std::future::pending(),
+        std::future::pending(),
+        Limits::default(),
+    ));
+    let bogus = "pw-Ym9ndXM.0011223344556677.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for (path, auth) in [
+        (
+            "/v1/chat/completions",
+            format!("authorization: Bearer {bogus}\r\n"),
+        ),
+        ("/v1/messages", format!("x-api-key: {bogus}\r\n")),
+        ("/v1/chat/completions", String::new()),
+    ] {
+        // 6 MB declared, not a byte of it sent: the answer comes at once (not after the 30 s
+        // body deadline), in the route's dialect, the same as the engine gives for the request.
+        let mut s = TcpStream::connect(&addr).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: 6000000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        let started = std::time::Instant::now();
+        let answer = read_answer(&mut s, Duration::from_secs(5))
+            .await
+            .expect("read");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}: slow");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer:?}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some((name, value)) = auth.trim_end().split_once(": ") {
+            request = request.header(name, value);
+        }
+        let direct = engine
+            .handle(
+                request
+                    .body(bytes::Bytes::from_static(b"{}"))
+                    .expect("request"),
+            )
+            .await;
+        let direct = http_body_util::BodyExt::collect(direct.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body_of(&answer), String::from_utf8_lossy(&direct), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_request_with_a_small_body_keeps_its_connection() {
+    let (addr, _, dir) = start(Limits::default()).await;
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let body = r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#;
+    let bad = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nope\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(bad.as_bytes()).await.expect("write");
+    let answer = read_answer(&mut s, Duration::from_secs(5))
+        .await
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    // The body was read and dropped, so the same connection serves the next request.
+    let good = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        dir.key("user"),
+        body.len()
+    );
+    s.write_all(good.as_bytes()).await.expect("write");
+    let answer = read_answer(&mut s, Duration::from_secs(5))
+        .await
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}

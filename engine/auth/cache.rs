@@ -242,6 +242,31 @@ impl IdentityCache {
         self.remember_forgotten(format!("u:{username}"));
     }
 
+    /// Drops every entry that can no longer be used (expired positive and negative entries,
+    /// forgotten marks older than any lookup can be) and gives back the tables' spare room, so
+    /// a burst of forged keys leaves nothing behind once it has expired.
+    pub fn sweep(&self) {
+        let ttl = self.ttl;
+        let negative = self.negative_ttl();
+        let keep = self.ttl.max(Duration::from_secs(60));
+        if let Ok(mut m) = self.entries.write() {
+            m.retain(|_, e| e.at.elapsed() < ttl);
+            m.shrink_to_fit();
+        }
+        if let Ok(mut m) = self.unknown.write() {
+            m.retain(|_, at| at.elapsed() < negative);
+            m.shrink_to_fit();
+        }
+        if let Ok(mut m) = self.users.write() {
+            m.retain(|_, (at, _)| at.elapsed() < ttl);
+            m.shrink_to_fit();
+        }
+        if let Ok(mut m) = self.forgotten.write() {
+            m.retain(|_, at| at.elapsed() < keep);
+            m.shrink_to_fit();
+        }
+    }
+
     /// Number of entries (tests).
     pub fn len(&self) -> usize {
         self.entries.read().map(|e| e.len()).unwrap_or(0)
@@ -303,6 +328,23 @@ mod tests {
         // A lookup that starts after the revoke is cached as usual.
         c.put(owner("a", "alice"), Instant::now());
         assert!(c.get("a").is_some());
+    }
+
+    #[test]
+    fn sweep_drops_what_has_expired() {
+        let c = IdentityCache::new(Duration::from_millis(50), 100);
+        c.put_now(owner("a", "alice"));
+        c.put_unknown("ghost", Instant::now());
+        c.forget_key("gone");
+        c.sweep();
+        // Fresh entries stay.
+        assert!(c.get("a").is_some() && c.known_unknown("ghost"));
+        std::thread::sleep(Duration::from_millis(60));
+        c.sweep();
+        assert!(c.is_empty());
+        assert!(c.unknown.read().unwrap().is_empty());
+        // Forgotten marks live longer (a lookup may still be in flight).
+        assert_eq!(c.forgotten.read().unwrap().len(), 1);
     }
 
     #[test]

@@ -271,18 +271,28 @@ pub async fn issue_key(
     name: &str,
     expires_at: Option<Timestamp>,
 ) -> Result<(KeyRecord, api_key::SecretKey), ProvisionError> {
-    let generated = api_key::generate(owner)?;
-    let record = KeyRecord {
-        id: generated.id,
-        owner: owner.to_string(),
-        name: name.to_string(),
-        hash: generated.hash.to_vec(),
-        last4: generated.last4,
-        created_at: now(),
-        expires_at,
-    };
-    directory.insert_key(record.clone()).await?;
-    Ok((record, generated.secret))
+    // A create that lost to a concurrent key change (Cognito) tries again with a new key,
+    // never with the same one: a key record is stored by one write only, so a revocation of
+    // it cannot be undone by a late retry (`directory::cognito_keys`).
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let generated = api_key::generate(owner)?;
+        let record = KeyRecord {
+            id: generated.id,
+            owner: owner.to_string(),
+            name: name.to_string(),
+            hash: generated.hash.to_vec(),
+            last4: generated.last4,
+            created_at: now(),
+            expires_at,
+        };
+        match directory.insert_key(record.clone()).await {
+            Ok(()) => return Ok((record, generated.secret)),
+            Err(DirectoryError::Conflict(_)) if attempts < 3 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Creates the first admin user (group `admins`) and its key in an empty directory.

@@ -354,6 +354,12 @@ fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::logging::init();
+    if matches!(cli.command, Command::Serve { .. }) {
+        // One malloc arena per core, not eight: fewer arenas keep less freed memory
+        // (doc/performance.md, "Under abuse"). Before the runtime starts its threads.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        pennyworth::memory::limit_arenas(i32::try_from(cores.max(2)).unwrap_or(2));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,13 +1,14 @@
 //! Users, groups and API keys in an Amazon Cognito user pool.
 //!
-//! Keys live in one custom attribute of their owner ([`KEYS_ATTRIBUTE`], at most 2,048
-//! characters) as compact JSON records: key id suffix, name, SHA-256 of the key, created,
-//! expiry, last four characters. Cognito cannot search users by custom attribute, so the key
-//! id names its owner and a lookup is one `AdminGetUser` (plus `AdminListGroupsForUser` for
-//! the groups). Updates to the attribute are read-modify-write: two writes racing on the same
-//! user can lose one key creation (the loser's key simply does not verify); Cognito offers no
-//! conditional update to prevent it.
+//! Key records live in custom attributes of their owner, one key per slot attribute
+//! (`custom:pw_key0` ..; keys of earlier versions in the list attribute `custom:pw_keys`), as
+//! compact JSON: key id suffix, name, SHA-256 of the key, created, expiry, last four
+//! characters. Cognito cannot search users by custom attribute, so the key id names its owner
+//! and a lookup is one `AdminGetUser` (plus `AdminListGroupsForUser` for the groups). Cognito
+//! has no conditional update; [`super::cognito_keys`] explains how concurrent key changes are
+//! kept from undoing a revocation or silently losing a created key.
 
+use super::cognito_keys::{self, FREE, KeySet, KeyTiming, slot_attribute, slot_value};
 use super::{
     Directory, DirectoryError, KeyOwner, KeyRecord, MAX_KEYS_PER_USER, NewUser, Password, User,
     UserUpdate, validate_groups,
@@ -16,14 +17,20 @@ use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType, UserType};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
-use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-/// The custom attribute holding a user's key records (`custom:` + the schema name).
-pub const KEYS_ATTRIBUTE: &str = "custom:pw_keys";
-/// Cognito's limit on a custom string attribute.
-pub const ATTRIBUTE_LIMIT: usize = 2048;
+pub use super::cognito_keys::{ATTRIBUTE_LIMIT, LEGACY_ATTRIBUTE as KEYS_ATTRIBUTE};
+
+/// A pause between the read and the write of a key change (or the read of a lookup), named by
+/// the operation (`create`, `revoke`, `rotate`, `find`): tests interleave concurrent writers
+/// deterministically with it.
+pub type PauseHook =
+    Arc<dyn Fn(&'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Stripes of the in-process lock that serialises key changes per user.
+pub(super) const LOCK_STRIPES: usize = 64;
 
 /// Where the pool is and how to reach it.
 #[derive(Debug, Clone)]
@@ -36,6 +43,8 @@ pub struct CognitoSettings {
     pub endpoint: Option<String>,
     /// Static credentials (tests); `None` uses the default AWS credential chain.
     pub static_credentials: Option<(String, String)>,
+    /// Timing bounds of key writes.
+    pub key_timing: KeyTiming,
 }
 
 /// Cognito as the environment configures it: `PENNYWORTH_USER_POOL_ID`,
@@ -58,6 +67,7 @@ pub async fn from_env()
         region: region.clone(),
         endpoint: endpoint.clone(),
         static_credentials: None,
+        key_timing: KeyTiming::default(),
     })
     .await;
     let jwt = match var("PENNYWORTH_USER_POOL_CLIENT_ID") {
@@ -70,64 +80,27 @@ pub async fn from_env()
 }
 
 /// The Cognito directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CognitoDirectory {
-    client: Client,
-    pool_id: String,
+    pub(super) client: Client,
+    pub(super) pool_id: String,
+    pub(super) timing: KeyTiming,
+    /// Key changes to one user run one at a time in this process (other processes: see
+    /// [`super::cognito_keys`]).
+    pub(super) locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    pub(super) pause: Option<PauseHook>,
 }
 
-/// One key record as stored in the attribute.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredKey {
-    /// The key id after the owner part.
-    k: String,
-    /// Name.
-    n: String,
-    /// SHA-256 of the key, base64 without padding.
-    h: String,
-    /// Created.
-    c: i64,
-    /// Expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<i64>,
-    /// Last four characters.
-    l: String,
-}
-
-fn key_suffix(id: &str) -> &str {
-    id.split_once('.').map_or(id, |(_, kid)| kid)
-}
-
-fn owner_prefix(owner: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(owner.as_bytes())
-}
-
-impl StoredKey {
-    fn from_record(r: &KeyRecord) -> Self {
-        Self {
-            k: key_suffix(&r.id).to_string(),
-            n: r.name.clone(),
-            h: STANDARD_NO_PAD.encode(&r.hash),
-            c: r.created_at,
-            e: r.expires_at,
-            l: r.last4.clone(),
-        }
-    }
-
-    fn into_record(self, owner: &str) -> KeyRecord {
-        KeyRecord {
-            id: format!("{}.{}", owner_prefix(owner), self.k),
-            owner: owner.to_string(),
-            name: self.n,
-            hash: STANDARD_NO_PAD.decode(self.h).unwrap_or_default(),
-            last4: self.l,
-            created_at: self.c,
-            expires_at: self.e,
-        }
+impl std::fmt::Debug for CognitoDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CognitoDirectory")
+            .field("pool_id", &self.pool_id)
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
     }
 }
 
-fn map_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+pub(super) fn map_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     e: SdkError<E, R>,
     username: &str,
 ) -> DirectoryError {
@@ -150,21 +123,6 @@ fn attr<'a>(attrs: &'a [AttributeType], name: &str) -> Option<&'a str> {
         .iter()
         .find(|a| a.name() == name)
         .and_then(|a| a.value())
-}
-
-fn parse_keys(raw: Option<&str>, owner: &str) -> Vec<KeyRecord> {
-    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
-        return Vec::new();
-    };
-    match serde_json::from_str::<Vec<StoredKey>>(raw) {
-        Ok(keys) => keys.into_iter().map(|k| k.into_record(owner)).collect(),
-        Err(e) => {
-            // A corrupt attribute must not lock the user out of key management: treat it as
-            // no keys (every key of theirs stops verifying) and say so in the log.
-            tracing::error!(user = owner, error = %e, "unreadable key attribute");
-            Vec::new()
-        }
-    }
 }
 
 impl CognitoDirectory {
@@ -208,7 +166,23 @@ impl CognitoDirectory {
         Self {
             client: Client::from_conf(config),
             pool_id: settings.pool_id,
+            timing: settings.key_timing,
+            locks: Arc::new(
+                (0..LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
+            pause: None,
         }
+    }
+
+    /// The same directory with a pause between the read and the write of each key change
+    /// (tests).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_pause(mut self, hook: PauseHook) -> Self {
+        self.pause = Some(hook);
+        self
     }
 
     async fn groups_of(&self, username: &str) -> Result<Vec<String>, DirectoryError> {
@@ -239,10 +213,10 @@ impl CognitoDirectory {
     }
 
     /// `AdminGetUser`: the user (without groups) and their keys; `None` when absent.
-    async fn fetch(
+    pub(super) async fn fetch(
         &self,
         username: &str,
-    ) -> Result<Option<(User, Vec<KeyRecord>)>, DirectoryError> {
+    ) -> Result<Option<(User, KeySet)>, DirectoryError> {
         let out = match self
             .client
             .admin_get_user()
@@ -269,34 +243,8 @@ impl CognitoDirectory {
             created_at: out.user_create_date().map_or(0, |d| d.secs()),
             username: name.clone(),
         };
-        let keys = parse_keys(attr(attrs, KEYS_ATTRIBUTE), &name);
+        let keys = KeySet::parse(&name, |n| attr(attrs, n));
         Ok(Some((user, keys)))
-    }
-
-    async fn write_keys(&self, username: &str, keys: &[KeyRecord]) -> Result<(), DirectoryError> {
-        let stored: Vec<StoredKey> = keys.iter().map(StoredKey::from_record).collect();
-        let value = serde_json::to_string(&stored)
-            .map_err(|e| DirectoryError::Unavailable(e.to_string()))?;
-        if value.chars().count() > ATTRIBUTE_LIMIT {
-            return Err(DirectoryError::Invalid(format!(
-                "the key records of `{username}` would exceed Cognito's {ATTRIBUTE_LIMIT}-character attribute limit; use shorter key names or revoke a key"
-            )));
-        }
-        self.client
-            .admin_update_user_attributes()
-            .user_pool_id(&self.pool_id)
-            .username(username)
-            .user_attributes(
-                AttributeType::builder()
-                    .name(KEYS_ATTRIBUTE)
-                    .value(value)
-                    .build()
-                    .map_err(|e| DirectoryError::Unavailable(e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| map_err(e, username))?;
-        Ok(())
     }
 
     fn user_of(u: &UserType) -> User {
@@ -344,7 +292,8 @@ impl Directory for CognitoDirectory {
         let Some((mut user, keys)) = self.fetch(owner).await? else {
             return Ok(None);
         };
-        let Some(key) = keys.into_iter().find(|k| k.id == key_id) else {
+        self.paused("find").await;
+        let Some(key) = keys.find(key_id) else {
             return Ok(None);
         };
         user.groups = self.groups_of(owner).await?;
@@ -396,15 +345,27 @@ impl Directory for CognitoDirectory {
     }
 
     async fn insert_key(&self, key: KeyRecord) -> Result<(), DirectoryError> {
-        let Some((_, mut keys)) = self.fetch(&key.owner).await? else {
-            return Err(DirectoryError::NoSuchUser(key.owner));
-        };
-        if keys.len() >= MAX_KEYS_PER_USER {
-            return Err(DirectoryError::TooManyKeys(key.owner));
-        }
         let owner = key.owner.clone();
-        keys.push(key);
-        self.write_keys(&owner, &keys).await
+        let value = slot_value(&key)?;
+        let _serial = self.lock_of(&owner).lock().await;
+        let Some(set) = self.read_for_change(&owner, "create").await? else {
+            return Err(DirectoryError::NoSuchUser(owner));
+        };
+        if set.count() >= MAX_KEYS_PER_USER {
+            return Err(DirectoryError::TooManyKeys(owner));
+        }
+        let slot = set
+            .free_slot()
+            .ok_or_else(|| DirectoryError::TooManyKeys(owner.clone()))?;
+        self.write_attributes(&set, vec![(slot_attribute(slot), value)])
+            .await?;
+        // Answer success only if no concurrent change that read the slot as free (or as
+        // holding an older key) overwrote it: such a write lands within the settle time.
+        if self.settled(&owner).await?.slot_of(&key.id) == Some(slot) {
+            Ok(())
+        } else {
+            Err(cognito_keys::conflict(&owner))
+        }
     }
 
     async fn list_users(&self) -> Result<Vec<User>, DirectoryError> {
@@ -555,21 +516,27 @@ impl Directory for CognitoDirectory {
         Ok(self
             .fetch(owner)
             .await?
-            .map(|(_, keys)| keys)
+            .map(|(_, keys)| keys.records())
             .unwrap_or_default())
     }
 
     async fn delete_key(&self, owner: &str, key_id: &str) -> Result<bool, DirectoryError> {
-        let Some((_, mut keys)) = self.fetch(owner).await? else {
+        let _serial = self.lock_of(owner).lock().await;
+        let Some(set) = self.read_for_change(owner, "revoke").await? else {
             return Ok(false);
         };
-        let before = keys.len();
-        keys.retain(|k| k.id != key_id);
-        if keys.len() == before {
-            return Ok(false);
+        if let Some(slot) = set.slot_of(key_id) {
+            // Only this key's slot is written: no other request carries the key record, so
+            // nothing can bring it back once this write is done.
+            self.write_attributes(&set, vec![(slot_attribute(slot), FREE.to_string())])
+                .await?;
+            return Ok(true);
         }
-        self.write_keys(owner, &keys).await?;
-        Ok(true)
+        if set.in_legacy(key_id) {
+            self.remove_legacy(set, key_id, Vec::new()).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn replace_key(
@@ -578,42 +545,33 @@ impl Directory for CognitoDirectory {
         old_id: &str,
         new: KeyRecord,
     ) -> Result<bool, DirectoryError> {
-        let Some((_, mut keys)) = self.fetch(owner).await? else {
+        let value = slot_value(&new)?;
+        let _serial = self.lock_of(owner).lock().await;
+        let Some(set) = self.read_for_change(owner, "rotate").await? else {
             return Ok(false);
         };
-        let Some(pos) = keys.iter().position(|k| k.id == old_id) else {
+        let (slot, after) = if let Some(slot) = set.slot_of(old_id) {
+            // The new key takes the old one's slot: one write removes the old key and adds
+            // the new one.
+            self.write_attributes(&set, vec![(slot_attribute(slot), value)])
+                .await?;
+            (slot, self.settled(owner).await?)
+        } else if set.in_legacy(old_id) {
+            let slot = set
+                .free_slot()
+                .ok_or_else(|| DirectoryError::TooManyKeys(owner.to_string()))?;
+            let after = self
+                .remove_legacy(set, old_id, vec![(slot_attribute(slot), value)])
+                .await?;
+            (slot, after)
+        } else {
             return Ok(false);
         };
-        keys[pos] = new;
-        self.write_keys(owner, &keys).await?;
-        Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_keys_round_trip_and_fit_the_attribute() {
-        let owner = "a".repeat(128);
-        let records: Vec<KeyRecord> = (0..MAX_KEYS_PER_USER)
-            .map(|i| KeyRecord {
-                id: format!("{}.{:016x}", owner_prefix(&owner), i),
-                owner: owner.clone(),
-                name: "n".repeat(64),
-                hash: vec![0xab; 32],
-                last4: "WXYZ".into(),
-                created_at: 1_795_431_116,
-                expires_at: Some(1_895_431_116),
-            })
-            .collect();
-        let stored: Vec<StoredKey> = records.iter().map(StoredKey::from_record).collect();
-        let text = serde_json::to_string(&stored).unwrap();
-        assert!(text.len() <= ATTRIBUTE_LIMIT, "{} characters", text.len());
-        let back = parse_keys(Some(&text), &owner);
-        assert_eq!(back, records);
-        assert!(parse_keys(Some("not json"), &owner).is_empty());
-        assert!(parse_keys(None, &owner).is_empty());
+        if after.slot_of(&new.id) == Some(slot) {
+            Ok(true)
+        } else {
+            // A concurrent revoke of the old key won: it stays revoked and so is the new one.
+            Err(cognito_keys::conflict(owner))
+        }
     }
 }

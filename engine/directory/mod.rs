@@ -5,6 +5,7 @@
 //! happens once, in [`crate::auth`], so every directory behaves the same.
 
 pub mod cognito;
+pub mod cognito_keys;
 pub mod local;
 mod sqlite;
 
@@ -122,6 +123,10 @@ pub enum DirectoryError {
     /// Too many keys.
     #[error("user `{0}` already has the maximum of {MAX_KEYS_PER_USER} API keys; revoke one first")]
     TooManyKeys(String),
+    /// A concurrent change to the same user's keys won; nothing of this change is in effect
+    /// (Cognito, see [`cognito_keys`]).
+    #[error("the keys of `{0}` changed at the same moment; retry")]
+    Conflict(String),
     /// The directory is throttling requests.
     #[error("directory throttled the request")]
     Throttled,

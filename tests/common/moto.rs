@@ -115,25 +115,27 @@ pub struct Pool {
 pub async fn pool() -> Option<Pool> {
     let endpoint = endpoint()?;
     let client = client(&endpoint);
-    let pool = client
+    let attribute = |name: String| {
+        SchemaAttributeType::builder()
+            .name(name)
+            .attribute_data_type(AttributeDataType::String)
+            .mutable(true)
+            .string_attribute_constraints(
+                StringAttributeConstraintsType::builder()
+                    .min_length("0")
+                    .max_length("2048")
+                    .build(),
+            )
+            .build()
+    };
+    let mut create = client
         .create_user_pool()
         .pool_name(format!("pennyworth-test-{}", std::process::id()))
-        .schema(
-            SchemaAttributeType::builder()
-                .name("pw_keys")
-                .attribute_data_type(AttributeDataType::String)
-                .mutable(true)
-                .string_attribute_constraints(
-                    StringAttributeConstraintsType::builder()
-                        .min_length("0")
-                        .max_length("2048")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create pool");
+        .schema(attribute("pw_keys".into()));
+    for i in 0..pennyworth::directory::cognito_keys::SLOTS {
+        create = create.schema(attribute(format!("pw_key{i}")));
+    }
+    let pool = create.send().await.expect("create pool");
     let pool_id = pool
         .user_pool()
         .and_then(|p| p.id())
@@ -172,13 +174,28 @@ pub async fn pool() -> Option<Pool> {
 
 impl Pool {
     /// The Cognito directory over this pool.
+    /// Key writes settle for 50 ms (moto answers at once and no other process writes).
     pub async fn directory(&self) -> pennyworth::directory::cognito::CognitoDirectory {
+        self.directory_with(pennyworth::directory::cognito_keys::KeyTiming {
+            max_staleness: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(5),
+            settle: Duration::from_millis(50),
+        })
+        .await
+    }
+
+    /// The Cognito directory with the given key write timing.
+    pub async fn directory_with(
+        &self,
+        key_timing: pennyworth::directory::cognito_keys::KeyTiming,
+    ) -> pennyworth::directory::cognito::CognitoDirectory {
         pennyworth::directory::cognito::CognitoDirectory::new(
             pennyworth::directory::cognito::CognitoSettings {
                 pool_id: self.pool_id.clone(),
                 region: REGION.into(),
                 endpoint: Some(self.endpoint.clone()),
                 static_credentials: Some((ACCESS_KEY.into(), SECRET_KEY.into())),
+                key_timing,
             },
         )
         .await

@@ -31,6 +31,12 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::TooManyKeys(_) => {
                 ApiError::bad_request("key_limit_reached", e.to_string())
             }
+            DirectoryError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorKind::InvalidRequestError,
+                "key_conflict",
+                e.to_string(),
+            ),
             DirectoryError::Throttled => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorKind::ServerError,
