@@ -5,8 +5,9 @@
 
 use crate::config::{ConfigError, SourceFile, line_of_offset};
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -124,6 +125,11 @@ pub struct PolicyEngine {
     /// Per action: its entity and those of its ancestor groups, so `action in
     /// Action::"invoke"` holds without putting every action into every request.
     action_entities: HashMap<EntityUid, Vec<Entity>>,
+    /// Per action: the policies whose action scope can match it. The others cannot apply
+    /// to a request for it, nor fail (a scope that does not match ends a policy's
+    /// evaluation before its conditions), so only these are evaluated: same decision,
+    /// reasons and errors, less work per request.
+    by_action: HashMap<EntityUid, PolicySet>,
     models: HashMap<String, Entity>,
 }
 
@@ -331,6 +337,7 @@ impl PolicyEngine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let by_action = policies_by_action(&policies, &action_entities);
         Ok(Self {
             schema,
             policies,
@@ -338,6 +345,7 @@ impl PolicyEngine {
             types,
             actions,
             action_entities,
+            by_action,
             models: model_entities,
         })
     }
@@ -541,9 +549,8 @@ impl PolicyEngine {
             Ok(e) => e,
             Err(e) => return deny(e.to_string()),
         };
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+        let policies = self.by_action.get(action).unwrap_or(&self.policies);
+        let response = self.authorizer.is_authorized(&request, policies, &entities);
         let diagnostics = response.diagnostics();
         Verdict {
             allowed: response.decision() == Decision::Allow,
@@ -551,6 +558,36 @@ impl PolicyEngine {
             errors: diagnostics.errors().map(ToString::to_string).collect(),
         }
     }
+}
+
+/// For each action (with its ancestor groups in `closure`), the policies whose action scope
+/// can match it. Empty when the set has templates (then every request evaluates the whole
+/// set).
+fn policies_by_action(
+    policies: &PolicySet,
+    closure: &HashMap<EntityUid, Vec<Entity>>,
+) -> HashMap<EntityUid, PolicySet> {
+    if policies.templates().next().is_some() {
+        return HashMap::new();
+    }
+    let mut out = HashMap::new();
+    'actions: for (action, entities) in closure {
+        let mut set = PolicySet::new();
+        for p in policies.policies() {
+            let applies = match p.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => a == *action,
+                ActionConstraint::In(list) => list
+                    .iter()
+                    .any(|a| a == action || entities.iter().any(|e| e.uid() == *a)),
+            };
+            if applies && set.add(p.clone()).is_err() {
+                continue 'actions;
+            }
+        }
+        out.insert(action.clone(), set);
+    }
+    out
 }
 
 /// `context.spend`: whole USD and micro-dollars (both rounded down), today and this month (UTC),

@@ -5,9 +5,10 @@
 use crate::body::{Body, BoxError};
 use crate::inference::{Event, EventStream};
 use crate::providers::ProviderError;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{HeaderValue, Response, header};
+use serde::Serialize;
 
 /// A dialect's renderer of one streamed answer.
 pub trait Renderer: Send + 'static {
@@ -54,4 +55,58 @@ where
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The output buffer of one stream: events are written into it and split off as `Bytes`
+/// when handed on, so once the chunks sent earlier have been written to the socket (and
+/// dropped) the next ones reuse the same allocation.
+#[derive(Debug, Default)]
+pub struct SseBuf(BytesMut);
+
+impl SseBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self(BytesMut::with_capacity(1024))
+    }
+
+    /// Appends raw bytes.
+    pub fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Appends `value` as JSON (nothing if it cannot be serialized).
+    pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        let len = self.0.len();
+        if serde_json::to_writer((&mut self.0).writer(), value).is_err() {
+            self.0.truncate(len);
+        }
+    }
+
+    /// Appends a `data:` event of `value` as JSON.
+    pub fn data<T: Serialize + ?Sized>(&mut self, value: &T) {
+        self.put(b"data: ");
+        self.json(value);
+        self.put(b"\n\n");
+    }
+
+    /// Appends a `data:` event of these bytes.
+    pub fn data_bytes(&mut self, json: &[u8]) {
+        self.put(b"data: ");
+        self.put(json);
+        self.put(b"\n\n");
+    }
+
+    /// Appends a named event of `value` as JSON.
+    pub fn event<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        self.put(b"event: ");
+        self.put(name.as_bytes());
+        self.put(b"\ndata: ");
+        self.json(value);
+        self.put(b"\n\n");
+    }
+
+    /// What was written since the last call, if anything.
+    pub fn take(&mut self) -> Option<Bytes> {
+        (!self.0.is_empty()).then(|| self.0.split().freeze())
+    }
 }

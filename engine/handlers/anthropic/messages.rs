@@ -1,7 +1,7 @@
 //! `POST /v1/messages`: Anthropic Messages answers, buffered or as server-sent events in
 //! Anthropic's event sequence, with `ping` keep-alives while the model is silent.
 
-use super::super::stream::{Renderer, render, sse_response};
+use super::super::stream::{Renderer, SseBuf, render, sse_response};
 use super::super::{Ctx, json};
 use super::types::MessagesRequest;
 use crate::body::Body;
@@ -11,8 +11,8 @@ use crate::inference::{Block, BlockStart, Delta, Event, StopReason, Usage};
 use crate::providers::ProviderError;
 use crate::usage::{Billing, StreamMeter, UsageRecord};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{Response, StatusCode};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -39,27 +39,144 @@ pub fn stop_reason(s: StopReason) -> &'static str {
 }
 
 /// Anthropic's `usage` object.
-pub fn usage_json(u: &Usage) -> Value {
-    json!({
-        "input_tokens": u.uncached_input(),
-        "output_tokens": u.completion,
-        "cache_creation_input_tokens": u.cache_write,
-        "cache_read_input_tokens": u.cache_read,
+#[derive(Serialize)]
+struct OutUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+}
+
+impl From<&Usage> for OutUsage {
+    fn from(u: &Usage) -> Self {
+        Self {
+            input_tokens: u.uncached_input(),
+            output_tokens: u.completion,
+            cache_creation_input_tokens: u.cache_write,
+            cache_read_input_tokens: u.cache_read,
+        }
+    }
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct EmptyObject {}
+
+/// A tool call's input: the model's, or `{}` when a streamed call starts.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ToolInput<'a> {
+    Value(&'a Value),
+    Empty(EmptyObject),
+}
+
+/// A content block of an answer.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: ToolInput<'a>,
+    },
+}
+
+fn out_block(b: &Block) -> Option<OutBlock<'_>> {
+    Some(match b {
+        Block::Text { text, .. } => OutBlock::Text { text },
+        Block::Reasoning { text, signature } => OutBlock::Thinking {
+            thinking: text,
+            signature: signature.as_deref().unwrap_or_default(),
+        },
+        Block::RedactedReasoning { data } => OutBlock::RedactedThinking { data },
+        Block::ToolUse { id, name, input } => OutBlock::ToolUse {
+            id,
+            name,
+            input: ToolInput::Value(input),
+        },
+        _ => return None,
     })
 }
 
-fn block_json(b: &Block) -> Option<Value> {
-    Some(match b {
-        Block::Text { text, .. } => json!({"type": "text", "text": text}),
-        Block::Reasoning { text, signature } => json!({
-            "type": "thinking", "thinking": text, "signature": signature.clone().unwrap_or_default(),
-        }),
-        Block::RedactedReasoning { data } => json!({"type": "redacted_thinking", "data": data}),
-        Block::ToolUse { id, name, input } => {
-            json!({"type": "tool_use", "id": id, "name": name, "input": input})
+/// A buffered answer.
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<OutBlock<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+    usage: OutUsage,
+}
+
+/// The `delta` of a `content_block_delta` event.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum OutDelta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+/// The `delta` of a `message_delta` event.
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+/// A streamed event after `message_start` (its `type` is also the SSE event name).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent<'a> {
+    ContentBlockStart {
+        index: u32,
+        content_block: OutBlock<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: OutDelta<'a>,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: OutUsage,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<&'static str>,
+    },
+    MessageStop,
+}
+
+impl StreamEvent<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::ContentBlockStart { .. } => "content_block_start",
+            StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            StreamEvent::MessageDelta { .. } => "message_delta",
+            StreamEvent::MessageStop => "message_stop",
         }
-        _ => return None,
-    })
+    }
 }
 
 /// Answers a Messages request.
@@ -89,24 +206,24 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
         let mut record = UsageRecord::complete(ctx.request_id, identity, served, false, out.usage);
         record.session = core.metadata.session_id.as_deref();
         record.emit(ctx.engine.ledger());
-        let content: Vec<Value> = out
+        let content: Vec<OutBlock<'_>> = out
             .content
             .iter()
             .filter(|b| !matches!(b, Block::Text { text, .. } if text.is_empty()))
-            .filter_map(block_json)
+            .filter_map(out_block)
             .collect();
         return json(
             StatusCode::OK,
-            &json!({
-                "id": id,
-                "type": "message",
-                "role": "assistant",
-                "model": request.model,
-                "content": content,
-                "stop_reason": stop_reason(out.stop),
-                "stop_sequence": Value::Null,
-                "usage": usage_json(&out.usage),
-            }),
+            &OutMessage {
+                id: &id,
+                kind: "message",
+                role: "assistant",
+                model: &request.model,
+                content,
+                stop_reason: stop_reason(out.stop),
+                stop_sequence: None,
+                usage: OutUsage::from(&out.usage),
+            },
         );
     }
 
@@ -118,6 +235,7 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
         stop: None,
         usage: None,
         ended: false,
+        out: SseBuf::new(),
         meter: StreamMeter::new(
             Billing {
                 session: core.metadata.session_id.clone(),
@@ -141,38 +259,80 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
     ))
 }
 
-/// `inner`, with `ping` sent whenever it has been silent for `every`.
-pub fn keep_alive<S>(
-    inner: S,
-    every: Duration,
-    ping: Bytes,
-) -> impl futures_util::Stream<Item = Bytes>
+pin_project_lite::pin_project! {
+    /// A stream with `ping` sent whenever the inner stream has been silent for `every`.
+    pub struct KeepAlive<S> {
+        #[pin]
+        inner: S,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        every: Duration,
+        ping: Bytes,
+        last: tokio::time::Instant,
+        done: bool,
+    }
+}
+
+/// `inner`, with `ping` sent whenever it has been silent for `every`. The timer is only
+/// armed while `inner` has nothing ready, not for each item.
+pub fn keep_alive<S>(inner: S, every: Duration, ping: Bytes) -> KeepAlive<S>
 where
     S: futures_util::Stream<Item = Bytes> + Send + 'static,
 {
-    futures_util::stream::unfold(Some(Box::pin(inner)), move |state| {
-        let ping = ping.clone();
-        async move {
-            let mut inner = state?;
-            match tokio::time::timeout(every, inner.next()).await {
-                Err(_) => Some((ping, Some(inner))),
-                Ok(Some(b)) => Some((b, Some(inner))),
-                Ok(None) => None,
+    let now = tokio::time::Instant::now();
+    KeepAlive {
+        inner,
+        sleep: tokio::time::sleep_until(now + every),
+        every,
+        ping,
+        last: now,
+        done: false,
+    }
+}
+
+impl<S: futures_util::Stream<Item = Bytes>> futures_util::Stream for KeepAlive<S> {
+    type Item = Bytes;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Bytes>> {
+        use std::task::Poll;
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(b)) => {
+                *this.last = tokio::time::Instant::now();
+                Poll::Ready(Some(b))
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let deadline = *this.last + *this.every;
+                if this.sleep.deadline() != deadline {
+                    this.sleep.as_mut().reset(deadline);
+                }
+                match this.sleep.poll(cx) {
+                    Poll::Ready(()) => {
+                        *this.last = tokio::time::Instant::now();
+                        Poll::Ready(Some(this.ping.clone()))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
             }
         }
-    })
+    }
 }
 
 /// One SSE event.
 pub fn sse(event: &str, data: &Value) -> Bytes {
-    let json = serde_json::to_vec(data).unwrap_or_default();
-    let mut v = Vec::with_capacity(json.len() + event.len() + 16);
-    v.extend_from_slice(b"event: ");
-    v.extend_from_slice(event.as_bytes());
-    v.extend_from_slice(b"\ndata: ");
-    v.extend_from_slice(&json);
-    v.extend_from_slice(b"\n\n");
-    Bytes::from(v)
+    let mut out = SseBuf::new();
+    out.event(event, data);
+    out.take().unwrap_or_default()
 }
 
 struct StreamState {
@@ -183,6 +343,8 @@ struct StreamState {
     usage: Option<Usage>,
     ended: bool,
     meter: StreamMeter,
+    /// The events being written.
+    out: SseBuf,
 }
 
 impl Renderer for StreamState {
@@ -203,39 +365,34 @@ impl StreamState {
             .map(|(_, a)| *a)
     }
 
-    fn delta(&self, index: u32, delta: Value) -> Bytes {
-        sse(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        )
+    fn emit(&mut self, event: &StreamEvent<'_>) {
+        self.out.event(event.name(), event);
     }
 
-    fn close_all(&mut self, out: &mut Vec<u8>) {
+    fn close_all(&mut self) {
         for (_, index) in std::mem::take(&mut self.open) {
-            out.extend_from_slice(&sse(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            ));
+            self.emit(&StreamEvent::ContentBlockStop { index });
         }
     }
 
     /// The end of the message: open blocks stopped, `message_delta` and `message_stop`.
-    fn finish(&mut self, out: &mut Vec<u8>, cut: bool) {
-        self.close_all(out);
+    fn finish(&mut self, cut: bool) {
+        self.close_all();
         let stop = if cut {
             StopReason::MaxTokens
         } else {
             self.stop.unwrap_or(StopReason::EndTurn)
         };
         let usage = self.usage.unwrap_or_else(|| self.meter.usage());
-        let mut delta = json!({"type": "message_delta",
-            "delta": {"stop_reason": stop_reason(stop), "stop_sequence": Value::Null},
-            "usage": usage_json(&usage)});
-        if cut {
-            delta["warning"] = json!(crate::handlers::openai::chat::CUT_WARNING);
-        }
-        out.extend_from_slice(&sse("message_delta", &delta));
-        out.extend_from_slice(&sse("message_stop", &json!({"type": "message_stop"})));
+        self.emit(&StreamEvent::MessageDelta {
+            delta: StopDelta {
+                stop_reason: stop_reason(stop),
+                stop_sequence: None,
+            },
+            usage: OutUsage::from(&usage),
+            warning: cut.then_some(crate::handlers::openai::chat::CUT_WARNING),
+        });
+        self.emit(&StreamEvent::MessageStop);
         self.ended = true;
         self.meter.finish(cut);
     }
@@ -244,80 +401,69 @@ impl StreamState {
         if let Some(Ok(e)) = &event {
             self.meter.observe(e);
         }
+        self.write_event(event);
+        self.out.take()
+    }
+
+    fn write_event(&mut self, event: Option<Result<Event, ProviderError>>) {
         match event {
             Some(Ok(Event::BlockStart { index, start })) => {
                 let a = self.next;
                 self.next += 1;
                 self.open.push((index, a));
-                let block = match start {
-                    BlockStart::Text => json!({"type": "text", "text": ""}),
-                    BlockStart::Reasoning => {
-                        json!({"type": "thinking", "thinking": "", "signature": ""})
-                    }
-                    BlockStart::RedactedReasoning { data } => {
-                        json!({"type": "redacted_thinking", "data": data})
-                    }
-                    BlockStart::ToolUse { id, name } => {
-                        json!({"type": "tool_use", "id": id, "name": name, "input": {}})
-                    }
+                let content_block = match &start {
+                    BlockStart::Text => OutBlock::Text { text: "" },
+                    BlockStart::Reasoning => OutBlock::Thinking {
+                        thinking: "",
+                        signature: "",
+                    },
+                    BlockStart::RedactedReasoning { data } => OutBlock::RedactedThinking { data },
+                    BlockStart::ToolUse { id, name } => OutBlock::ToolUse {
+                        id,
+                        name,
+                        input: ToolInput::Empty(EmptyObject {}),
+                    },
                 };
-                Some(sse(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": a, "content_block": block}),
-                ))
+                self.emit(&StreamEvent::ContentBlockStart {
+                    index: a,
+                    content_block,
+                });
             }
             Some(Ok(Event::Delta { index, delta })) => {
-                let a = self.index(index)?;
-                Some(self.delta(
-                    a,
-                    match delta {
-                        Delta::Text(t) => json!({"type": "text_delta", "text": t}),
-                        Delta::Reasoning(t) => json!({"type": "thinking_delta", "thinking": t}),
-                        Delta::Signature(s) => json!({"type": "signature_delta", "signature": s}),
-                        Delta::ToolInput(j) => {
-                            json!({"type": "input_json_delta", "partial_json": j})
-                        }
-                    },
-                ))
+                let Some(index) = self.index(index) else {
+                    return;
+                };
+                let delta = match &delta {
+                    Delta::Text(text) => OutDelta::Text { text },
+                    Delta::Reasoning(thinking) => OutDelta::Thinking { thinking },
+                    Delta::Signature(signature) => OutDelta::Signature { signature },
+                    Delta::ToolInput(partial_json) => OutDelta::InputJson { partial_json },
+                };
+                self.emit(&StreamEvent::ContentBlockDelta { index, delta });
             }
             Some(Ok(Event::BlockStop { index })) => {
-                let pos = self.open.iter().position(|(n, _)| *n == index)?;
-                let (_, a) = self.open.remove(pos);
-                Some(sse(
-                    "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": a}),
-                ))
+                let Some(pos) = self.open.iter().position(|(n, _)| *n == index) else {
+                    return;
+                };
+                let (_, index) = self.open.remove(pos);
+                self.emit(&StreamEvent::ContentBlockStop { index });
             }
-            Some(Ok(Event::Stop(s))) => {
-                self.stop = Some(s);
-                None
-            }
-            Some(Ok(Event::Usage(u))) => {
-                self.usage = Some(u);
-                None
-            }
-            Some(Ok(Event::Cut)) => {
-                let mut out = Vec::new();
-                self.finish(&mut out, true);
-                Some(Bytes::from(out))
-            }
+            Some(Ok(Event::Stop(s))) => self.stop = Some(s),
+            Some(Ok(Event::Usage(u))) => self.usage = Some(u),
+            Some(Ok(Event::Cut)) => self.finish(true),
             Some(Err(e)) => {
                 self.ended = true;
                 self.meter.finish(true);
-                Some(error_event(&ApiError::from(e)))
+                self.out.put(&error_event(&ApiError::from(e)));
             }
             None if self.stop.is_none() => {
                 self.ended = true;
                 self.meter.finish(true);
-                Some(error_event(&ApiError::from(
+                self.out.put(&error_event(&ApiError::from(
                     crate::handlers::openai::chat::unfinished_stream(),
-                )))
+                )));
             }
-            None => {
-                let mut out = Vec::new();
-                self.finish(&mut out, false);
-                Some(Bytes::from(out))
-            }
+            None => self.finish(false),
         }
     }
 }
@@ -332,6 +478,7 @@ pub fn error_event(e: &ApiError) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
 
     #[tokio::test(start_paused = true)]
     async fn pings_fill_silences_and_stop_with_the_stream() {

@@ -1,6 +1,6 @@
 //! `POST /v1/chat/completions`: buffered JSON or server-sent events in OpenAI's chunk format.
 
-use super::super::stream::{Renderer, render, sse_response};
+use super::super::stream::{Renderer, SseBuf, render, sse_response};
 use super::super::{Ctx, json};
 use super::fallback;
 use super::types::{ChatRequest, ThinkingBlock, Usage};
@@ -348,21 +348,17 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
 
     let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
     let model = served;
-    let include_usage = request.include_usage();
-    let sse = SseState {
-        id,
+    let mut sse = SseState::new(
+        &id,
         created,
-        model: model.alias.clone(),
-        include_usage,
-        finish: None,
-        done: false,
-        tools: Vec::new(),
-        meter: StreamMeter::new(
+        &model.alias,
+        request.include_usage(),
+        StreamMeter::new(
             Billing::new(ctx.request_id, identity, model, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
-    };
-    let first = sse.chunk(
+    );
+    sse.chunk(
         Delta {
             role: Some("assistant"),
             content: Some(""),
@@ -370,13 +366,15 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         },
         None,
     );
-    Ok(sse_response(Some(first), render(events, sse)))
+    let first = sse.out.take();
+    Ok(sse_response(first, render(events, sse)))
 }
 
+/// The state of one streamed chat answer.
 struct SseState {
-    id: String,
-    created: i64,
-    model: String,
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
+    /// how every chunk of the stream begins (rendered once).
+    head: Box<[u8]>,
     include_usage: bool,
     finish: Option<FinishReason>,
     done: bool,
@@ -384,14 +382,18 @@ struct SseState {
     tools: Vec<u32>,
     /// Records the call at the end, or when the client leaves before it.
     meter: StreamMeter,
+    /// The chunks being written.
+    out: SseBuf,
 }
 
-pub(super) fn sse_line(json: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(json.len() + 8);
-    v.extend_from_slice(b"data: ");
-    v.extend_from_slice(json);
-    v.extend_from_slice(b"\n\n");
-    Bytes::from(v)
+/// `data: ` and a chunk object cut before the value of its `choices`: the beginning every
+/// chunk of a stream shares.
+pub(super) fn chunk_head(value: &impl Serialize) -> Box<[u8]> {
+    let mut head = b"data: ".to_vec();
+    // The object ends with `"choices":[]}` (its last field when there is no usage).
+    let _ = serde_json::to_writer(&mut head, value);
+    head.truncate(head.len().saturating_sub(3));
+    head.into_boxed_slice()
 }
 
 impl Renderer for SseState {
@@ -405,33 +407,60 @@ impl Renderer for SseState {
 }
 
 impl SseState {
-    fn chunk(&self, delta: Delta<'_>, finish: Option<&'static str>) -> Bytes {
-        self.encode(
-            vec![ChunkChoice {
+    fn new(id: &str, created: i64, model: &str, include_usage: bool, meter: StreamMeter) -> Self {
+        let head = chunk_head(&Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            choices: Vec::new(),
+            usage: None,
+            warning: None,
+        });
+        Self {
+            head,
+            include_usage,
+            finish: None,
+            done: false,
+            tools: Vec::new(),
+            meter,
+            out: SseBuf::new(),
+        }
+    }
+
+    /// Writes a chunk of one choice with `delta`.
+    fn chunk(&mut self, delta: Delta<'_>, finish: Option<&'static str>) {
+        self.write(
+            &[ChunkChoice {
                 index: 0,
                 delta,
                 logprobs: None,
                 finish_reason: finish,
             }],
             None,
-        )
+            None,
+        );
     }
 
-    fn encode(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> Bytes {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage: if self.include_usage {
-                Some(usage)
-            } else {
-                None
-            },
-            warning: None,
-        };
-        sse_line(&serde_json::to_vec(&chunk).unwrap_or_default())
+    /// Writes a chunk: the shared head, then `choices`, `usage` (when the client asked for
+    /// it) and `warning`, as [`Chunk`] serializes them.
+    fn write(
+        &mut self,
+        choices: &[ChunkChoice<'_>],
+        usage: Option<Usage>,
+        warning: Option<&'static str>,
+    ) {
+        self.out.put(&self.head);
+        self.out.json(choices);
+        if self.include_usage {
+            self.out.put(b",\"usage\":");
+            self.out.json(&usage);
+        }
+        if let Some(w) = warning {
+            self.out.put(b",\"warning\":");
+            self.out.json(w);
+        }
+        self.out.put(b"}\n\n");
     }
 
     fn tool_index(&self, block: u32) -> Option<u32> {
@@ -441,44 +470,51 @@ impl SseState {
             .and_then(|i| u32::try_from(i).ok())
     }
 
-    fn thinking(&self, block: ThinkingBlock) -> Bytes {
+    fn thinking(&mut self, block: ThinkingBlock) {
         self.chunk(
             Delta {
                 thinking_blocks: Some([block]),
                 ..Delta::default()
             },
             None,
-        )
+        );
     }
 
-    /// Turns one provider event (or the end, `None`) into SSE bytes (possibly empty).
+    /// Turns one provider event (or the end, `None`) into SSE bytes (possibly none).
     fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
         if let Some(Ok(e)) = &event {
             self.meter.observe(e);
         }
+        self.write_event(event);
+        self.out.take()
+    }
+
+    fn write_event(&mut self, event: Option<Result<Event, ProviderError>>) {
         match event {
             Some(Ok(Event::Delta { index, delta })) => match delta {
-                CoreDelta::Text(t) => Some(self.chunk(
+                CoreDelta::Text(t) => self.chunk(
                     Delta {
                         content: Some(&t),
                         ..Delta::default()
                     },
                     None,
-                )),
-                CoreDelta::Reasoning(t) => Some(self.chunk(
+                ),
+                CoreDelta::Reasoning(t) => self.chunk(
                     Delta {
                         reasoning_content: Some(&t),
                         ..Delta::default()
                     },
                     None,
-                )),
-                CoreDelta::Signature(sig) => Some(self.thinking(ThinkingBlock::Thinking {
+                ),
+                CoreDelta::Signature(sig) => self.thinking(ThinkingBlock::Thinking {
                     thinking: String::new(),
                     signature: Some(sig),
-                })),
+                }),
                 CoreDelta::ToolInput(arguments) => {
-                    let index = self.tool_index(index)?;
-                    Some(self.chunk(
+                    let Some(index) = self.tool_index(index) else {
+                        return;
+                    };
+                    self.chunk(
                         Delta {
                             tool_calls: Some([ToolCallOut {
                                 index: Some(index),
@@ -492,14 +528,14 @@ impl SseState {
                             ..Delta::default()
                         },
                         None,
-                    ))
+                    );
                 }
             },
             Some(Ok(Event::BlockStart { index, start })) => match start {
                 BlockStart::ToolUse { id, name } => {
                     let tool = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                     self.tools.push(index);
-                    Some(self.chunk(
+                    self.chunk(
                         Delta {
                             tool_calls: Some([ToolCallOut {
                                 index: Some(tool),
@@ -513,14 +549,14 @@ impl SseState {
                             ..Delta::default()
                         },
                         None,
-                    ))
+                    );
                 }
                 BlockStart::RedactedReasoning { data } => {
-                    Some(self.thinking(ThinkingBlock::RedactedThinking { data }))
+                    self.thinking(ThinkingBlock::RedactedThinking { data });
                 }
-                BlockStart::Text | BlockStart::Reasoning => None,
+                BlockStart::Text | BlockStart::Reasoning => {}
             },
-            Some(Ok(Event::BlockStop { .. })) => None,
+            Some(Ok(Event::BlockStop { .. } | Event::Usage(_))) => {}
             Some(Ok(Event::Stop(stop))) => {
                 let f = if stop == StopReason::ToolUse && self.tools.is_empty() {
                     FinishReason::Stop
@@ -528,51 +564,42 @@ impl SseState {
                     FinishReason::from(stop)
                 };
                 self.finish = Some(f);
-                Some(self.chunk(Delta::default(), Some(f.as_str())))
+                self.chunk(Delta::default(), Some(f.as_str()));
             }
-            Some(Ok(Event::Usage(_))) => None,
             Some(Ok(Event::Cut)) => {
                 self.finish = Some(FinishReason::Length);
-                let chunk = Chunk {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: vec![ChunkChoice {
+                self.write(
+                    &[ChunkChoice {
                         index: 0,
                         delta: Delta::default(),
                         logprobs: None,
                         finish_reason: Some(FinishReason::Length.as_str()),
                     }],
-                    usage: self.include_usage.then_some(None),
-                    warning: Some(CUT_WARNING),
-                };
-                Some(sse_line(&serde_json::to_vec(&chunk).unwrap_or_default()))
+                    None,
+                    Some(CUT_WARNING),
+                );
             }
             Some(Err(e)) => {
                 // A failure mid-stream ends the stream with an OpenAI error event.
                 self.done = true;
                 self.meter.finish(true);
-                let err = ApiError::from(e);
-                Some(sse_line(&err.body_bytes()))
+                self.out.data_bytes(&ApiError::from(e).body_bytes());
             }
             None if self.finish.is_none() => {
                 // The model's stream ended without its stop event: the answer may be cut.
                 self.done = true;
                 self.meter.finish(true);
-                Some(sse_line(&ApiError::from(unfinished_stream()).body_bytes()))
+                self.out
+                    .data_bytes(&ApiError::from(unfinished_stream()).body_bytes());
             }
             None => {
                 self.done = true;
                 self.meter.finish(false);
-                let mut out = Vec::new();
                 if self.include_usage {
-                    out.extend_from_slice(
-                        &self.encode(Vec::new(), Some(self.meter.usage().into())),
-                    );
+                    let usage = self.meter.usage().into();
+                    self.write(&[], Some(usage), None);
                 }
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                Some(Bytes::from(out))
+                self.out.put(b"data: [DONE]\n\n");
             }
         }
     }

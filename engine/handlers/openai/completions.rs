@@ -1,9 +1,9 @@
 //! `POST /v1/completions` (legacy): the prompt becomes one user message of a chat request, and
 //! the answer comes back as `text_completion` objects, buffered or streamed.
 
-use super::super::stream::{Renderer, render, sse_response};
+use super::super::stream::{Renderer, SseBuf, render, sse_response};
 use super::super::{Ctx, json};
-use super::chat::{FinishReason, check_limits, sse_line, unfinished_stream, unix_now};
+use super::chat::{FinishReason, check_limits, chunk_head, unfinished_stream, unix_now};
 use super::fallback;
 use super::types::{ChatRequest, Content, Message, Role, Stop, StreamOptions, Usage, parse_object};
 use crate::body::Body;
@@ -207,10 +207,17 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         );
     }
     let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
-    let state = TextStream {
-        id,
+    let head = chunk_head(&TextCompletion {
+        id: &id,
+        object: "text_completion",
         created,
-        model: served.alias.clone(),
+        model: &served.alias,
+        choices: Vec::new(),
+        usage: None,
+        warning: None,
+    });
+    let state = TextStream {
+        head,
         include_usage: request.include_usage(),
         finished: false,
         done: false,
@@ -218,20 +225,22 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
             Billing::new(ctx.request_id, identity, served, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
+        out: SseBuf::new(),
     };
     Ok(sse_response(None, render(events, state)))
 }
 
 struct TextStream {
-    id: String,
-    created: i64,
-    model: String,
+    /// How every chunk begins, up to the value of `choices` (rendered once).
+    head: Box<[u8]>,
     include_usage: bool,
     finished: bool,
-    /// The end or an error was rendered.
+    /// Nothing more to send.
     done: bool,
     /// Records the call at the end, or when the client leaves before it.
     meter: StreamMeter,
+    /// The chunks being written.
+    out: SseBuf,
 }
 
 impl Renderer for TextStream {
@@ -246,37 +255,39 @@ impl Renderer for TextStream {
 }
 
 impl TextStream {
-    fn chunk(&self, text: &str, finish: Option<FinishReason>, usage: Option<Usage>) -> Bytes {
-        self.chunk_with(text, finish, usage, None)
+    fn chunk(&mut self, text: &str, finish: Option<FinishReason>, usage: Option<Usage>) {
+        self.chunk_with(text, finish, usage, None);
     }
 
+    /// Writes a chunk as [`TextCompletion`] serializes it: the shared head, `choices` (none
+    /// for the usage chunk), `usage` and `warning` when set.
     fn chunk_with(
-        &self,
+        &mut self,
         text: &str,
         finish: Option<FinishReason>,
         usage: Option<Usage>,
         warning: Option<&'static str>,
-    ) -> Bytes {
-        let choices = if usage.is_some() {
-            Vec::new()
+    ) {
+        self.out.put(&self.head);
+        if usage.is_some() {
+            self.out.put(b"[]");
         } else {
-            vec![TextChoice {
+            self.out.json(&[TextChoice {
                 text,
                 index: 0,
                 logprobs: None,
                 finish_reason: finish.map(FinishReason::as_str),
-            }]
-        };
-        let c = TextCompletion {
-            id: &self.id,
-            object: "text_completion",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-            warning,
-        };
-        sse_line(&serde_json::to_vec(&c).unwrap_or_default())
+            }]);
+        }
+        if let Some(u) = &usage {
+            self.out.put(b",\"usage\":");
+            self.out.json(u);
+        }
+        if let Some(w) = warning {
+            self.out.put(b",\"warning\":");
+            self.out.json(w);
+        }
+        self.out.put(b"}\n\n");
     }
 
     fn on_event(&mut self, event: Option<Result<Event, ProviderError>>) -> Option<Bytes> {
@@ -287,38 +298,39 @@ impl TextStream {
             Some(Ok(Event::Delta {
                 delta: Delta::Text(t),
                 ..
-            })) => Some(self.chunk(&t, None, None)),
+            })) => self.chunk(&t, None, None),
             Some(Ok(Event::Stop(f))) => {
                 self.finished = true;
-                Some(self.chunk("", Some(FinishReason::from(f)), None))
+                self.chunk("", Some(FinishReason::from(f)), None);
             }
             Some(Ok(Event::Cut)) => {
                 self.finished = true;
-                Some(self.chunk_with(
+                self.chunk_with(
                     "",
                     Some(FinishReason::Length),
                     None,
                     Some(super::chat::CUT_WARNING),
-                ))
+                );
             }
-            Some(Ok(_)) => None,
+            Some(Ok(_)) => {}
             Some(Err(e)) => {
                 self.meter.finish(true);
-                Some(sse_line(&ApiError::from(e).body_bytes()))
+                self.out.data_bytes(&ApiError::from(e).body_bytes());
             }
             None if !self.finished => {
                 self.meter.finish(true);
-                Some(sse_line(&ApiError::from(unfinished_stream()).body_bytes()))
+                self.out
+                    .data_bytes(&ApiError::from(unfinished_stream()).body_bytes());
             }
             None => {
                 self.meter.finish(false);
-                let mut out = Vec::new();
                 if self.include_usage {
-                    out.extend_from_slice(&self.chunk("", None, Some(self.meter.usage().into())));
+                    let usage = self.meter.usage().into();
+                    self.chunk("", None, Some(usage));
                 }
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                Some(Bytes::from(out))
+                self.out.put(b"data: [DONE]\n\n");
             }
         }
+        self.out.take()
     }
 }

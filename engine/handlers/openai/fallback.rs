@@ -182,41 +182,90 @@ fn limit(ctx: &Ctx<'_>, m: &ModelRuntime) -> Duration {
     }
 }
 
-/// Ends a stream at `deadline` with [`Event::Cut`], dropping (and so cancelling) the
-/// upstream call.
+/// `stream`, ended with [`Event::Cut`] when `deadline` passes before it is over.
 pub fn cut_at(stream: EventStream, deadline: tokio::time::Instant, alias: String) -> EventStream {
-    futures_util::stream::unfold(Some(stream), move |state| {
-        let alias = alias.clone();
-        async move {
-            let mut stream = state?;
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(item)) => Some((item, Some(stream))),
-                Ok(None) => None,
-                Err(_) => {
-                    tracing::warn!(model = %alias, "the invocation deadline is near; ending the stream with what it has");
-                    Some((Ok(Event::Cut), None))
-                }
-            }
-        }
-    })
+    Guard {
+        inner: stream,
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+        idle: None,
+        last: deadline,
+        alias,
+        over: false,
+    }
     .boxed()
 }
 
-/// Ends a stream with a timeout error when no event arrives within `limit`.
+/// `stream`, ended with a timeout error when no event comes for `limit`.
 pub fn idle_timeout(stream: EventStream, limit: Duration, alias: String) -> EventStream {
-    futures_util::stream::unfold(Some(stream), move |state| {
-        let alias = alias.clone();
-        async move {
-            let mut stream = state?;
-            match tokio::time::timeout(limit, stream.next()).await {
-                Ok(Some(item)) => Some((item, Some(stream))),
-                Ok(None) => None,
-                Err(_) => {
-                    tracing::warn!(model = %alias, timeout_ms = limit.as_millis() as u64, "stream stalled; ending it");
-                    Some((Err::<Event, _>(ProviderError::Timeout), None))
+    let now = tokio::time::Instant::now();
+    Guard {
+        inner: stream,
+        timer: Box::pin(tokio::time::sleep_until(now + limit)),
+        idle: Some(limit),
+        last: now,
+        alias,
+        over: false,
+    }
+    .boxed()
+}
+
+/// An event stream under a timer: with `idle`, one that restarts with each event (the timer
+/// is only armed while the stream has nothing ready, not for each event); without, one fixed
+/// deadline.
+struct Guard {
+    inner: EventStream,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    idle: Option<Duration>,
+    /// When the last event came (idle timer).
+    last: tokio::time::Instant,
+    alias: String,
+    over: bool,
+}
+
+impl futures_util::Stream for Guard {
+    type Item = Result<Event, ProviderError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.over {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => {
+                if this.idle.is_some() {
+                    this.last = tokio::time::Instant::now();
                 }
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => {
+                this.over = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if let Some(limit) = this.idle {
+            let deadline = this.last + limit;
+            if this.timer.deadline() != deadline {
+                this.timer.as_mut().reset(deadline);
             }
         }
-    })
-    .boxed()
+        if this.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.over = true;
+        Poll::Ready(Some(match this.idle {
+            Some(limit) => {
+                tracing::warn!(model = %this.alias, timeout_ms = limit.as_millis() as u64, "stream stalled; ending it");
+                Err(ProviderError::Timeout)
+            }
+            None => {
+                tracing::warn!(model = %this.alias, "the invocation deadline is near; ending the stream with what it has");
+                Ok(Event::Cut)
+            }
+        }))
+    }
 }

@@ -6,11 +6,34 @@
 use super::render::{self, Envelope};
 use super::types::{Extras, SealedReasoning};
 use crate::errors::ApiError;
+use crate::handlers::stream::SseBuf;
 use crate::inference::{BlockStart, Delta, Event, StopReason, Usage};
 use crate::providers::ProviderError;
 use crate::usage::StreamMeter;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Value, json};
+
+const OUTPUT_TEXT_DELTA: &str = "response.output_text.delta";
+const REASONING_DELTA: &str = "response.reasoning_summary_text.delta";
+
+/// A `*.delta` event, fields in the order the other events have them (`type` and
+/// `sequence_number` last).
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+}
 
 enum Kind {
     Message,
@@ -48,6 +71,8 @@ pub struct StreamState {
     /// Nothing more to send.
     pub ended: bool,
     meter: StreamMeter,
+    /// The events being written.
+    out: SseBuf,
 }
 
 impl StreamState {
@@ -64,24 +89,41 @@ impl StreamState {
             usage: None,
             ended: false,
             meter,
+            out: SseBuf::new(),
         }
     }
 
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
+    fn emit(&mut self, kind: &str, mut data: Value) {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.seq);
         self.seq += 1;
-        let json = serde_json::to_vec(&data).unwrap_or_default();
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(&json);
-        out.extend_from_slice(b"\n\n");
+        self.out.event(kind, &data);
+    }
+
+    /// A delta event (the per-chunk path: no `Value` tree).
+    fn emit_delta(&mut self, pos: usize, kind: &'static str, delta: &str) {
+        let o = &self.open[pos];
+        let (content_index, summary_index, logprobs) = match kind {
+            OUTPUT_TEXT_DELTA => (Some(0), None, Some([])),
+            REASONING_DELTA => (None, Some(0), None),
+            _ => (None, None, None),
+        };
+        let event = DeltaEvent {
+            item_id: &o.id,
+            output_index: o.output_index,
+            content_index,
+            summary_index,
+            delta,
+            logprobs,
+            kind,
+            sequence_number: self.seq,
+        };
+        self.seq += 1;
+        self.out.event(kind, &event);
     }
 
     /// `response.created` and `response.in_progress`.
     pub fn start(&mut self) -> Bytes {
-        let mut out = Vec::new();
         let r = self.envelope.object(
             "in_progress",
             Vec::new(),
@@ -89,12 +131,12 @@ impl StreamState {
             Value::Null,
             Value::Null,
         );
-        self.emit(&mut out, "response.created", json!({"response": r}));
-        self.emit(&mut out, "response.in_progress", json!({"response": r}));
-        Bytes::from(out)
+        self.emit("response.created", json!({"response": r}));
+        self.emit("response.in_progress", json!({"response": r}));
+        self.out.take().unwrap_or_default()
     }
 
-    fn open_item(&mut self, out: &mut Vec<u8>, neutral: u32, start: BlockStart) {
+    fn open_item(&mut self, neutral: u32, start: BlockStart) {
         let output_index = self.done.len() + self.open.len();
         let (id, kind, item) = match start {
             BlockStart::Text => {
@@ -135,13 +177,11 @@ impl StreamState {
             }
         };
         self.emit(
-            out,
             "response.output_item.added",
             json!({"output_index": output_index, "item": item}),
         );
         match &kind {
             Kind::Message => self.emit(
-                out,
                 "response.content_part.added",
                 json!({
                     "item_id": id, "output_index": output_index, "content_index": 0,
@@ -149,7 +189,6 @@ impl StreamState {
                 }),
             ),
             Kind::Reasoning { .. } if self.extras.summary => self.emit(
-                out,
                 "response.reasoning_summary_part.added",
                 json!({
                     "item_id": id, "output_index": output_index, "summary_index": 0,
@@ -167,55 +206,41 @@ impl StreamState {
         });
     }
 
-    fn delta(&mut self, out: &mut Vec<u8>, neutral: u32, delta: Delta) {
+    fn delta(&mut self, neutral: u32, delta: Delta) {
         let summary = self.extras.summary;
         let Some(pos) = self.open.iter().position(|o| o.neutral == neutral) else {
             return;
         };
-        let (kind, data) = {
-            let o = &mut self.open[pos];
-            let base = |o: &Open| json!({"item_id": o.id, "output_index": o.output_index});
-            match (&mut o.kind, delta) {
-                (Kind::Message, Delta::Text(t)) => {
+        let o = &mut self.open[pos];
+        let (kind, text) = match (&mut o.kind, delta) {
+            (Kind::Message, Delta::Text(t)) => (OUTPUT_TEXT_DELTA, t),
+            (Kind::Reasoning { .. }, Delta::Reasoning(t)) => {
+                if !summary {
                     o.buf.push_str(&t);
-                    let mut d = base(o);
-                    d["content_index"] = json!(0);
-                    d["delta"] = json!(t);
-                    d["logprobs"] = json!([]);
-                    ("response.output_text.delta", d)
-                }
-                (Kind::Reasoning { .. }, Delta::Reasoning(t)) => {
-                    o.buf.push_str(&t);
-                    if !summary {
-                        return;
-                    }
-                    let mut d = base(o);
-                    d["summary_index"] = json!(0);
-                    d["delta"] = json!(t);
-                    ("response.reasoning_summary_text.delta", d)
-                }
-                (Kind::Reasoning { signature }, Delta::Signature(s)) => {
-                    signature.get_or_insert_with(String::new).push_str(&s);
                     return;
                 }
-                (Kind::Call { custom, .. }, Delta::ToolInput(j)) => {
-                    o.buf.push_str(&j);
-                    if *custom {
-                        // The free-form input is inside the JSON arguments: given whole at
-                        // the end of the call.
-                        return;
-                    }
-                    let mut d = base(o);
-                    d["delta"] = json!(j);
-                    ("response.function_call_arguments.delta", d)
-                }
-                _ => return,
+                (REASONING_DELTA, t)
             }
+            (Kind::Reasoning { signature }, Delta::Signature(s)) => {
+                signature.get_or_insert_with(String::new).push_str(&s);
+                return;
+            }
+            (Kind::Call { custom, .. }, Delta::ToolInput(j)) => {
+                if *custom {
+                    // The free-form input is inside the JSON arguments: given whole at the
+                    // end of the call.
+                    o.buf.push_str(&j);
+                    return;
+                }
+                ("response.function_call_arguments.delta", j)
+            }
+            _ => return,
         };
-        self.emit(out, kind, data);
+        o.buf.push_str(&text);
+        self.emit_delta(pos, kind, &text);
     }
 
-    fn close_item(&mut self, out: &mut Vec<u8>, pos: usize) {
+    fn close_item(&mut self, pos: usize) {
         let o = self.open.remove(pos);
         let base = json!({"item_id": o.id, "output_index": o.output_index});
         let with = |mut v: Value, k: &str, x: Value| {
@@ -227,13 +252,13 @@ impl StreamState {
                 let mut d = with(base.clone(), "content_index", json!(0));
                 d["text"] = json!(o.buf);
                 d["logprobs"] = json!([]);
-                self.emit(out, "response.output_text.done", d);
+                self.emit("response.output_text.done", d);
                 let d = with(
                     with(base, "content_index", json!(0)),
                     "part",
                     render::text_part(&o.buf),
                 );
-                self.emit(out, "response.content_part.done", d);
+                self.emit("response.content_part.done", d);
                 render::message_item(&o.id, &o.buf, "completed")
             }
             Kind::Reasoning { signature } => {
@@ -244,13 +269,13 @@ impl StreamState {
                         "text",
                         json!(o.buf),
                     );
-                    self.emit(out, "response.reasoning_summary_text.done", d);
+                    self.emit("response.reasoning_summary_text.done", d);
                     let d = with(
                         with(base, "summary_index", json!(0)),
                         "part",
                         json!({"type": "summary_text", "text": o.buf}),
                     );
-                    self.emit(out, "response.reasoning_summary_part.done", d);
+                    self.emit("response.reasoning_summary_part.done", d);
                 }
                 let sealed = SealedReasoning {
                     t: Some(o.buf.clone()),
@@ -280,34 +305,31 @@ impl StreamState {
                 if custom {
                     let text = render::custom_input(&input);
                     self.emit(
-                        out,
                         "response.custom_tool_call_input.delta",
                         with(base.clone(), "delta", json!(text)),
                     );
                     self.emit(
-                        out,
                         "response.custom_tool_call_input.done",
                         with(base, "input", json!(text)),
                     );
                 } else {
                     let mut d = with(base, "arguments", json!(o.buf));
                     d["name"] = json!(name);
-                    self.emit(out, "response.function_call_arguments.done", d);
+                    self.emit("response.function_call_arguments.done", d);
                 }
                 render::call_item(&o.id, &call_id, &name, &input, &self.extras, "completed")
             }
         };
         self.emit(
-            out,
             "response.output_item.done",
             json!({"output_index": o.output_index, "item": item}),
         );
         self.done.push((o.output_index, item));
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>, cut: bool) {
+    fn finish(&mut self, cut: bool) {
         while !self.open.is_empty() {
-            self.close_item(out, 0);
+            self.close_item(0);
         }
         self.done.sort_by_key(|(i, _)| *i);
         let usage = self.usage.unwrap_or_else(|| self.meter.usage());
@@ -331,14 +353,13 @@ impl StreamState {
         } else {
             "response.incomplete"
         };
-        self.emit(out, kind, json!({"response": r}));
+        self.emit(kind, json!({"response": r}));
         self.ended = true;
         self.meter.finish(cut);
     }
 
-    fn fail(&mut self, out: &mut Vec<u8>, e: &ApiError) {
+    fn fail(&mut self, e: &ApiError) {
         self.emit(
-            out,
             "error",
             json!({"code": e.code, "message": e.message, "param": e.param}),
         );
@@ -353,7 +374,7 @@ impl StreamState {
             Value::Null,
             json!({"code": "server_error", "message": e.message}),
         );
-        self.emit(out, "response.failed", json!({"response": r}));
+        self.emit("response.failed", json!({"response": r}));
         self.ended = true;
         self.meter.finish(true);
     }
@@ -363,25 +384,23 @@ impl StreamState {
         if let Some(Ok(e)) = &event {
             self.meter.observe(e);
         }
-        let mut out = Vec::new();
         match event {
-            Some(Ok(Event::BlockStart { index, start })) => self.open_item(&mut out, index, start),
-            Some(Ok(Event::Delta { index, delta })) => self.delta(&mut out, index, delta),
+            Some(Ok(Event::BlockStart { index, start })) => self.open_item(index, start),
+            Some(Ok(Event::Delta { index, delta })) => self.delta(index, delta),
             Some(Ok(Event::BlockStop { index })) => {
                 if let Some(pos) = self.open.iter().position(|o| o.neutral == index) {
-                    self.close_item(&mut out, pos);
+                    self.close_item(pos);
                 }
             }
             Some(Ok(Event::Stop(s))) => self.stop = Some(s),
             Some(Ok(Event::Usage(u))) => self.usage = Some(u),
-            Some(Ok(Event::Cut)) => self.finish(&mut out, true),
-            Some(Err(e)) => self.fail(&mut out, &ApiError::from(e)),
-            None if self.stop.is_none() => self.fail(
-                &mut out,
-                &ApiError::from(crate::handlers::openai::chat::unfinished_stream()),
-            ),
-            None => self.finish(&mut out, false),
+            Some(Ok(Event::Cut)) => self.finish(true),
+            Some(Err(e)) => self.fail(&ApiError::from(e)),
+            None if self.stop.is_none() => self.fail(&ApiError::from(
+                crate::handlers::openai::chat::unfinished_stream(),
+            )),
+            None => self.finish(false),
         }
-        (!out.is_empty()).then(|| Bytes::from(out))
+        self.out.take()
     }
 }

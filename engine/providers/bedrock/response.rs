@@ -103,16 +103,22 @@ impl StreamMapper {
         u32::try_from(i).unwrap_or(0)
     }
 
-    fn start(&mut self, index: u32, start: BlockStart, out: &mut Vec<Event>) {
+    fn start(&mut self, index: u32, start: BlockStart, out: &mut impl Extend<Event>) {
         if !self.started.contains(&index) {
             self.started.push(index);
-            out.push(Event::BlockStart { index, start });
+            out.extend([Event::BlockStart { index, start }]);
         }
     }
 
     /// The events one Bedrock event becomes (often one, sometimes none or two).
     pub fn map(&mut self, event: ConverseStreamOutput) -> Vec<Event> {
         let mut out = Vec::with_capacity(2);
+        self.map_into(event, &mut out);
+        out
+    }
+
+    /// [`Self::map`], the events appended to `out`.
+    pub fn map_into(&mut self, event: ConverseStreamOutput, out: &mut impl Extend<Event>) {
         match event {
             ConverseStreamOutput::ContentBlockStart(e) => {
                 if let Some(ContentBlockStart::ToolUse(t)) = e.start {
@@ -121,47 +127,47 @@ impl StreamMapper {
                         id: t.tool_use_id,
                         name: t.name,
                     };
-                    self.start(Self::index(e.content_block_index), start, &mut out);
+                    self.start(Self::index(e.content_block_index), start, out);
                 }
             }
             ConverseStreamOutput::ContentBlockDelta(e) => {
                 let index = Self::index(e.content_block_index);
                 match e.delta {
                     Some(ContentBlockDelta::Text(t)) if !t.is_empty() => {
-                        self.start(index, BlockStart::Text, &mut out);
-                        out.push(Event::Delta {
+                        self.start(index, BlockStart::Text, out);
+                        out.extend([Event::Delta {
                             index,
                             delta: Delta::Text(t),
-                        });
+                        }]);
                     }
                     Some(ContentBlockDelta::ReasoningContent(r)) => match r {
                         ReasoningContentBlockDelta::Text(t) if !t.is_empty() => {
-                            self.start(index, BlockStart::Reasoning, &mut out);
-                            out.push(Event::Delta {
+                            self.start(index, BlockStart::Reasoning, out);
+                            out.extend([Event::Delta {
                                 index,
                                 delta: Delta::Reasoning(t),
-                            });
+                            }]);
                         }
                         ReasoningContentBlockDelta::Signature(sig) => {
-                            self.start(index, BlockStart::Reasoning, &mut out);
-                            out.push(Event::Delta {
+                            self.start(index, BlockStart::Reasoning, out);
+                            out.extend([Event::Delta {
                                 index,
                                 delta: Delta::Signature(sig),
-                            });
+                            }]);
                         }
                         ReasoningContentBlockDelta::RedactedContent(b) => {
                             let data = b64(b.as_ref());
-                            self.start(index, BlockStart::RedactedReasoning { data }, &mut out);
+                            self.start(index, BlockStart::RedactedReasoning { data }, out);
                         }
                         _ => {}
                     },
                     Some(ContentBlockDelta::ToolUse(t))
                         if !t.input.is_empty() && self.started.contains(&index) =>
                     {
-                        out.push(Event::Delta {
+                        out.extend([Event::Delta {
                             index,
                             delta: Delta::ToolInput(t.input),
-                        });
+                        }]);
                     }
                     _ => {}
                 }
@@ -169,7 +175,7 @@ impl StreamMapper {
             ConverseStreamOutput::ContentBlockStop(e) => {
                 let index = Self::index(e.content_block_index);
                 if self.started.contains(&index) {
-                    out.push(Event::BlockStop { index });
+                    out.extend([Event::BlockStop { index }]);
                 }
             }
             ConverseStreamOutput::MessageStop(e) => {
@@ -177,16 +183,15 @@ impl StreamMapper {
                 if stop == StopReason::ToolUse && !self.saw_tools {
                     stop = StopReason::EndTurn;
                 }
-                out.push(Event::Stop(stop));
+                out.extend([Event::Stop(stop)]);
             }
             ConverseStreamOutput::Metadata(m) => {
                 if let Some(u) = m.usage.as_ref() {
-                    out.push(Event::Usage(usage(u)));
+                    out.extend([Event::Usage(usage(u))]);
                 }
             }
             _ => {}
         }
-        out
     }
 }
 
@@ -222,7 +227,7 @@ pub fn event_stream(receiver: Receiver, alias: &str) -> EventStream {
                 return None;
             }
             match s.receiver.recv().await {
-                Ok(Some(event)) => s.pending.extend(s.mapper.map(event)),
+                Ok(Some(event)) => s.mapper.map_into(event, &mut s.pending),
                 Ok(None) => return None,
                 Err(e) => {
                     s.done = true;

@@ -19,14 +19,19 @@ pub fn from_status(status: StatusCode, retry_after: Option<u64>, message: String
     }
 }
 
-/// `finish_reason` text → stop reason.
+/// `finish_reason` → stop reason.
 pub fn finish(v: &Value) -> Option<StopReason> {
-    Some(match v.as_str()? {
+    v.as_str().map(finish_str)
+}
+
+/// `finish_reason` text → stop reason.
+pub fn finish_str(s: &str) -> StopReason {
+    match s {
         "length" => StopReason::MaxTokens,
         "tool_calls" | "function_call" => StopReason::ToolUse,
         "content_filter" => StopReason::ContentFilter,
         _ => StopReason::EndTurn,
-    })
+    }
 }
 
 /// OpenAI `usage` → token usage.

@@ -3,6 +3,7 @@
 //! chat body is forwarded with the upstream model id substituted), answers are read back into
 //! the neutral types, and streams are mapped chunk by chunk as they arrive.
 
+mod chunk;
 mod mapping;
 mod sse;
 

@@ -39,6 +39,10 @@ impl State {
                 self.done = true;
                 return;
             }
+            if let Some(events) = super::chunk::events(data, &mut self.seq) {
+                self.pending.extend(events.into_iter().map(Ok));
+                continue;
+            }
             match serde_json::from_slice::<serde_json::Value>(data) {
                 Ok(v) if v.get("error").is_some() => {
                     let message = v["error"]["message"]
