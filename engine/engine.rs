@@ -15,6 +15,7 @@ use crate::policy::{Owned, PrincipalInfo, RequestFacts};
 use crate::providers::Providers;
 use crate::resource::{self, Target};
 use crate::router::Match;
+use crate::telemetry;
 use crate::usage::Ledger;
 use crate::usage::store::UsageStore;
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// The client address, set by the front end as a request extension.
 #[derive(Debug, Clone, Copy)]
@@ -295,7 +297,24 @@ impl Engine {
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
         let started = Instant::now();
         let request_id = self.next_request_id();
-        let (mut response, user) = match self.dispatch(&request, &request_id).await {
+        // The caller's trace: the Lambda invocation's (set by the front end), else the headers'.
+        let parent = request
+            .extensions()
+            .get::<telemetry::Parent>()
+            .copied()
+            .or_else(|| telemetry::Parent::from_headers(request.headers()));
+        let trace = telemetry::request(
+            request.method().as_str(),
+            request.uri().path(),
+            &request_id,
+            parent,
+        );
+        let trace_id = trace.trace_id.as_str();
+        let (mut response, user) = match self
+            .dispatch(&request, &request_id, trace_id)
+            .instrument(trace.span.clone())
+            .await
+        {
             Ok((r, user)) => (r, user),
             Err((e, user)) => (e.into_response_in(self.dialect_of(&request)), user),
         };
@@ -305,12 +324,32 @@ impl Engine {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
         }
+        if let Ok(v) = HeaderValue::from_str(trace_id) {
+            response.headers_mut().insert(telemetry::TRACE_ID_HEADER, v);
+        }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let status = response.status().as_u16();
+        telemetry::record_response(&trace.span, status, user.as_deref());
+        if !trace.span.is_disabled()
+            && let Body::Stream(_) = response.body()
+        {
+            // The request's span lasts as long as its streamed answer.
+            let body = std::mem::replace(response.body_mut(), Body::empty());
+            if let Body::Stream(s) = body {
+                let span = trace.span.clone();
+                *response.body_mut() = Body::stream(futures_util::StreamExt::map(s, move |c| {
+                    let _open = &span;
+                    c
+                }));
+            }
+        }
         let user = user.as_deref().unwrap_or("-");
         if let Some(emf) = crate::metrics::emf() {
             crate::metrics::write_line(&emf.request_line(
-                &request_id,
+                crate::usage::Ids {
+                    request_id: &request_id,
+                    trace_id,
+                },
                 request.method().as_str(),
                 request.uri().path(),
                 status,
@@ -321,6 +360,7 @@ impl Engine {
             tracing::info!(
                 target: "pennyworth::access",
                 request_id = %request_id,
+                trace_id,
                 method = %request.method(),
                 path = request.uri().path(),
                 status,
@@ -340,12 +380,14 @@ impl Engine {
         &self,
         request: &Request<Bytes>,
         request_id: &str,
+        trace_id: &str,
     ) -> Result<(Response<Body>, Option<String>), (ApiError, Option<String>)> {
         let fail = |e: ApiError| (e, None);
         if request.body().len() > self.config.max_body_bytes {
             return Err(fail(too_large(self.config.max_body_bytes)));
         }
         let path = request.uri().path();
+        let routed = tracing::info_span!(target: telemetry::TARGET, "route").entered();
         let (route, params) = match self.config.router.at(request.method(), path) {
             Match::Found(route, params) => (route, params),
             Match::WrongMethod(methods) => {
@@ -358,6 +400,11 @@ impl Engine {
                 )));
             }
         };
+        drop(routed);
+        if telemetry::enabled() {
+            let method = request.method().as_str();
+            telemetry::record_route(&tracing::Span::current(), method, &route.name);
+        }
         // Path parameters as the client meant them (`carol%40example.com` is `carol@example.com`),
         // so handlers, policies and error messages see the decoded id.
         let decoded = crate::router::decode_params(&params).map_err(fail)?;
@@ -378,6 +425,7 @@ impl Engine {
                 identity: None,
                 params: &params,
                 request_id,
+                trace_id,
                 facts: &facts,
                 target: &Target::None,
                 query,
@@ -385,6 +433,7 @@ impl Engine {
                 headers: request.headers(),
             };
             return handlers::run(route.handler, ctx, prepared)
+                .instrument(handler_span(route.handler))
                 .await
                 .map(|r| (r, None))
                 .map_err(fail);
@@ -394,6 +443,12 @@ impl Engine {
         if is_mcp {
             handlers::mcp::check_origin(&self.mcp, request.headers()).map_err(fail)?;
         }
+        let authenticating = tracing::info_span!(
+            target: telemetry::TARGET,
+            "authenticate",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
         let identity = auth::authenticate(
             &route.auth,
             request.headers(),
@@ -401,7 +456,9 @@ impl Engine {
             &self.identities,
             self.jwt.as_ref(),
         )
+        .instrument(authenticating.clone())
         .await
+        .inspect_err(|_| telemetry::record_error(&authenticating, "unauthenticated"))
         .map_err(|e| {
             let e: ApiError = e.into();
             fail(if is_mcp {
@@ -423,6 +480,7 @@ impl Engine {
             &identity,
             self.directory.as_ref(),
         )
+        .instrument(tracing::info_span!(target: telemetry::TARGET, "resource"))
         .await
         .map_err(with_user)?;
 
@@ -435,6 +493,13 @@ impl Engine {
         let p = principal(&identity);
         let policy = &self.config.policy;
         let now = crate::directory::now();
+        let authorize = tracing::info_span!(
+            target: telemetry::TARGET,
+            "authorize",
+            cedar.action = %action_name,
+            cedar.allowed = tracing::field::Empty,
+            cedar.policies = tracing::field::Empty,
+        );
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
                 let name = prepared.model().unwrap_or_default();
@@ -450,11 +515,17 @@ impl Engine {
                 let alias = model.alias.as_str();
                 // The caller's spend enters the Cedar context of model calls (when a policy
                 // or a budget reads it), and the limits stage below reuses it.
-                facts.spend = self.ledger.spend(&identity, now).await;
+                facts.spend = self
+                    .ledger
+                    .spend(&identity, now)
+                    .instrument(tracing::info_span!(target: telemetry::TARGET, "usage.spend"))
+                    .await;
+                let _in = authorize.enter();
                 let verdict = policy.authorize_model(&p, action, alias, &facts);
                 (verdict, format!(" on model `{alias}`"))
             }
             (_, Target::Account { username, .. }) => {
+                let _in = authorize.enter();
                 let verdict = policy.authorize_owned(
                     &p,
                     action,
@@ -469,6 +540,7 @@ impl Engine {
                 (verdict, format!(" on user `{username}`"))
             }
             (_, Target::Key { id, record, .. }) => {
+                let _in = authorize.enter();
                 let name = record.as_ref().map(|r| r.name.as_str()).or(Some(""));
                 let verdict = policy.authorize_owned(
                     &p,
@@ -484,13 +556,19 @@ impl Engine {
                 (verdict, format!(" on key `{id}`"))
             }
             (_, Target::None) => (
-                policy.authorize_api(&p, action, &route.name, &facts),
+                authorize.in_scope(|| policy.authorize_api(&p, action, &route.name, &facts)),
                 String::new(),
             ),
         };
+        if !authorize.is_disabled() {
+            authorize.record("cedar.allowed", verdict.allowed);
+            authorize.record("cedar.policies", verdict.reasons.join(",").as_str());
+        }
+        drop(authorize);
         tracing::info!(
             target: "pennyworth::audit",
             request_id,
+            trace_id,
             user = %identity.username,
             action = %action_name,
             route = %route.name,
@@ -511,6 +589,7 @@ impl Engine {
         if route.resource == ResourceKind::Model {
             self.ledger
                 .check(&identity, facts.spend, now)
+                .instrument(tracing::info_span!(target: telemetry::TARGET, "limits"))
                 .await
                 .map_err(with_user)?;
         }
@@ -520,6 +599,7 @@ impl Engine {
             identity: Some(&identity),
             params: &params,
             request_id,
+            trace_id,
             facts: &facts,
             target: &target,
             query,
@@ -527,10 +607,16 @@ impl Engine {
             headers: request.headers(),
         };
         handlers::run(route.handler, ctx, prepared)
+            .instrument(handler_span(route.handler))
             .await
             .map(|r| (r, user.clone()))
             .map_err(with_user)
     }
+}
+
+/// The span of the handler stage.
+fn handler_span(kind: crate::config::routes::HandlerKind) -> tracing::Span {
+    tracing::info_span!(target: telemetry::TARGET, "handler", pennyworth.handler = ?kind)
 }
 
 fn principal(identity: &Identity) -> PrincipalInfo<'_> {

@@ -102,9 +102,18 @@ fn deadline(request: &lambda_http::Request) -> Option<Deadline> {
 /// Answers one Lambda HTTP event.
 pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<Body> {
     let deadline = deadline(&request);
+    // The invocation's X-Ray header (`_X_AMZN_TRACE_ID`): its `Parent` is the function's
+    // segment, which the gateway's spans hang under.
+    let trace = request
+        .lambda_context_ref()
+        .and_then(|c| c.xray_trace_id.as_deref())
+        .and_then(crate::telemetry::Parent::from_xray);
     let mut request = to_engine_request(request);
     if let Some(d) = deadline {
         request.extensions_mut().insert(d);
+    }
+    if let Some(p) = trace {
+        request.extensions_mut().insert(p);
     }
     engine.handle(request).await
 }

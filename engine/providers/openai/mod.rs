@@ -120,6 +120,7 @@ impl OpenAi {
                     .headers_mut()
                     .insert(header::AUTHORIZATION, key.0.clone());
             }
+            crate::telemetry::inject(request.headers_mut());
             let error = match self.client.request(request).await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => error_of(model, response).await,
@@ -136,6 +137,7 @@ impl OpenAi {
                 return Err(error);
             }
             let wait = backoff(policy, attempt, &error);
+            tracing::Span::current().record("retries", attempt);
             tracing::info!(model = %model.alias, attempt, wait_ms = wait.as_millis() as u64, "retrying the upstream call");
             tokio::time::sleep(wait).await;
         }
