@@ -333,12 +333,13 @@ impl Engine {
         if !trace.span.is_disabled()
             && let Body::Stream(_) = response.body()
         {
-            // The request's span lasts as long as its streamed answer.
+            // The request's span lasts as long as its streamed answer (a span ends at its last
+            // exit: it is entered at each chunk).
             let body = std::mem::replace(response.body_mut(), Body::empty());
             if let Body::Stream(s) = body {
                 let span = trace.span.clone();
                 *response.body_mut() = Body::stream(futures_util::StreamExt::map(s, move |c| {
-                    let _open = &span;
+                    let _in = span.enter();
                     c
                 }));
             }

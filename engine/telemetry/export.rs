@@ -123,6 +123,13 @@ pub fn install(
                 .build()
         }
     };
+    let layer = layer(&provider, matches!(exporter, Exporter::Xray(_)));
+    Ok((layer, Telemetry { provider }))
+}
+
+/// The `tracing` layer that feeds `provider` the gateway's spans, and turns them on. `xray`:
+/// the spans are subsegments of a Lambda function's segment (the root is not a server span).
+pub fn layer(provider: &SdkTracerProvider, xray: bool) -> BoxLayer {
     let layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("pennyworth"))
         .with_location(false)
@@ -131,8 +138,8 @@ pub fn install(
         .with_tracked_inactivity(false)
         .with_context_activation(false)
         .with_filter(filter_fn(|m| m.is_span() && m.target() == TARGET));
-    super::mark_installed(matches!(exporter, Exporter::Xray(_)));
-    Ok((Box::new(layer), Telemetry { provider }))
+    super::mark_installed(xray);
+    Box::new(layer)
 }
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;

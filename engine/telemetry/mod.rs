@@ -16,7 +16,7 @@
 pub mod export;
 mod model;
 
-pub use model::{ModelCall, Operation};
+pub use model::{BedrockAttempts, ModelCall, Operation};
 
 use http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
@@ -237,7 +237,7 @@ pub fn record_response(span: &Span, status: u16, user: Option<&str>) {
     if span.is_disabled() {
         return;
     }
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "error");
     }
@@ -264,6 +264,11 @@ pub fn trace_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     inject(&mut h);
     h
+}
+
+/// An integer attribute (the OpenTelemetry layer records unsigned integers as text).
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Marks `span` failed with a short error kind (never a message that could quote input).

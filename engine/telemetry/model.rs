@@ -83,7 +83,7 @@ impl ModelCall {
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
             pennyworth.model = model.alias.as_str(),
-            pennyworth.fallback = attempt,
+            pennyworth.fallback = super::int(attempt as u64),
             rpc.system = tracing::field::Empty,
             rpc.service = tracing::field::Empty,
             rpc.method = tracing::field::Empty,
@@ -139,7 +139,7 @@ impl ModelCall {
         if self.span.is_disabled() {
             return;
         }
-        self.span.record("ttfb_ms", self.millis());
+        self.span.record("ttfb_ms", super::int(self.millis()));
         match result {
             Ok(usage) => {
                 if let Some(u) = usage {
@@ -151,14 +151,16 @@ impl ModelCall {
     }
 
     fn tokens(&self, u: Usage) {
-        self.span.record("gen_ai.usage.input_tokens", u.prompt);
-        self.span.record("gen_ai.usage.output_tokens", u.completion);
+        self.span
+            .record("gen_ai.usage.input_tokens", super::int(u.prompt));
+        self.span
+            .record("gen_ai.usage.output_tokens", super::int(u.completion));
     }
 
     /// Records the first event of a stream (time to first byte).
     pub fn first_byte(&self) {
         if !self.span.is_disabled() {
-            self.span.record("ttfb_ms", self.millis());
+            self.span.record("ttfb_ms", super::int(self.millis()));
         }
     }
 
@@ -168,12 +170,46 @@ impl ModelCall {
         if self.span.is_disabled() {
             return stream;
         }
+        // Entered at each event: a span ends at its last exit, so it ends with the last event.
         stream
-            .inspect(move |item| match item {
-                Ok(Event::Usage(u)) => self.tokens(*u),
-                Ok(_) => {}
-                Err(e) => super::record_error(&self.span, error_kind(e)),
+            .inspect(move |item| {
+                let _in = self.span.enter();
+                match item {
+                    Ok(Event::Usage(u)) => self.tokens(*u),
+                    Ok(_) => {}
+                    Err(e) => super::record_error(&self.span, error_kind(e)),
+                }
             })
             .boxed()
+    }
+}
+
+/// Records on the model call's span (the current span when the SDK runs) how many times the
+/// Bedrock SDK retried the call (its retries happen inside the SDK), once, when it is done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BedrockAttempts;
+
+impl aws_sdk_bedrockruntime::config::Intercept for BedrockAttempts {
+    fn name(&self) -> &'static str {
+        "pennyworth::telemetry::BedrockAttempts"
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &aws_sdk_bedrockruntime::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_bedrockruntime::config::RuntimeComponents,
+        cfg: &mut aws_sdk_bedrockruntime::config::ConfigBag,
+    ) -> Result<(), aws_sdk_bedrockruntime::error::BoxError> {
+        if !super::enabled() {
+            return Ok(());
+        }
+        // The SDK numbers its attempts from 1.
+        let n = cfg
+            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
+            .map_or(1, |a| a.attempts());
+        if n > 1 {
+            Span::current().record("retries", i64::from(n - 1));
+        }
+        Ok(())
     }
 }

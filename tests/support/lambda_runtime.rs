@@ -194,13 +194,22 @@ impl RuntimeApi {
         trace: &str,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        let rx = self.submit_full(payload, Duration::from_secs(60), Some(trace.to_string()));
+        let rx = self.submit_traced(payload, Some(trace.to_string()));
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Outcome::Answer(a))) => Ok(a),
             Ok(Ok(Outcome::Error(e))) => Err(format!("the function reported an error: {e}")),
             Ok(Err(_)) => Err("the stand-in dropped the invocation".to_string()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
         }
+    }
+
+    /// Queues an event with this X-Ray trace header (`None`: an unsampled one).
+    pub fn submit_traced(
+        &self,
+        payload: impl Into<String>,
+        trace: Option<String>,
+    ) -> oneshot::Receiver<Outcome> {
+        self.submit_full(payload, Duration::from_secs(60), trace)
     }
 
     fn submit_full(

@@ -136,6 +136,8 @@ impl ToolRecord {
         }
         self.done = true;
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Entered once more: a span ends at its last exit, so a streamed call ends here.
+        let _in = self.span.enter();
         self.span.record("outcome", outcome);
         tracing::info!(
             target: "pennyworth::usage",

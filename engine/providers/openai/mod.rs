@@ -121,7 +121,16 @@ impl OpenAi {
                     .insert(header::AUTHORIZATION, key.0.clone());
             }
             crate::telemetry::inject(request.headers_mut());
-            let error = match self.client.request(request).await {
+            let sent = self.client.request(request).await;
+            if attempt > 1 {
+                // Recorded once, by the last attempt (a later record would add a duplicate).
+                let last = matches!(&sent, Ok(r) if r.status().is_success())
+                    || attempt >= policy.max_attempts;
+                if last {
+                    tracing::Span::current().record("retries", i64::from(attempt - 1));
+                }
+            }
+            let error = match sent {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => error_of(model, response).await,
                 Err(e) => {
@@ -137,7 +146,6 @@ impl OpenAi {
                 return Err(error);
             }
             let wait = backoff(policy, attempt, &error);
-            tracing::Span::current().record("retries", attempt);
             tracing::info!(model = %model.alias, attempt, wait_ms = wait.as_millis() as u64, "retrying the upstream call");
             tokio::time::sleep(wait).await;
         }
