@@ -297,18 +297,7 @@ impl Engine {
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
         let started = Instant::now();
         let request_id = self.next_request_id();
-        // The caller's trace: the Lambda invocation's (set by the front end), else the headers'.
-        let parent = request
-            .extensions()
-            .get::<telemetry::Parent>()
-            .copied()
-            .or_else(|| telemetry::Parent::from_headers(request.headers()));
-        let trace = telemetry::request(
-            request.method().as_str(),
-            request.uri().path(),
-            &request_id,
-            parent,
-        );
+        let trace = telemetry::start(&request, &request_id);
         let trace_id = trace.trace_id.as_str();
         let (mut response, user) = match self
             .dispatch(&request, &request_id, trace_id)
@@ -324,26 +313,9 @@ impl Engine {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
         }
-        if let Ok(v) = HeaderValue::from_str(trace_id) {
-            response.headers_mut().insert(telemetry::TRACE_ID_HEADER, v);
-        }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let status = response.status().as_u16();
-        telemetry::record_response(&trace.span, status, user.as_deref());
-        if !trace.span.is_disabled()
-            && let Body::Stream(_) = response.body()
-        {
-            // The request's span lasts as long as its streamed answer (a span ends at its last
-            // exit: it is entered at each chunk).
-            let body = std::mem::replace(response.body_mut(), Body::empty());
-            if let Body::Stream(s) = body {
-                let span = trace.span.clone();
-                *response.body_mut() = Body::stream(futures_util::StreamExt::map(s, move |c| {
-                    let _in = span.enter();
-                    c
-                }));
-            }
-        }
+        telemetry::finish(&trace, &mut response, user.as_deref());
         let user = user.as_deref().unwrap_or("-");
         if let Some(emf) = crate::metrics::emf() {
             crate::metrics::write_line(&emf.request_line(
@@ -402,10 +374,7 @@ impl Engine {
             }
         };
         drop(routed);
-        if telemetry::enabled() {
-            let method = request.method().as_str();
-            telemetry::record_route(&tracing::Span::current(), method, &route.name);
-        }
+        telemetry::record_route(request.method().as_str(), &route.name);
         // Path parameters as the client meant them (`carol%40example.com` is `carol@example.com`),
         // so handlers, policies and error messages see the decoded id.
         let decoded = crate::router::decode_params(&params).map_err(fail)?;
@@ -434,7 +403,7 @@ impl Engine {
                 headers: request.headers(),
             };
             return handlers::run(route.handler, ctx, prepared)
-                .instrument(handler_span(route.handler))
+                .instrument(telemetry::handler_span(route.handler))
                 .await
                 .map(|r| (r, None))
                 .map_err(fail);
@@ -444,12 +413,7 @@ impl Engine {
         if is_mcp {
             handlers::mcp::check_origin(&self.mcp, request.headers()).map_err(fail)?;
         }
-        let authenticating = tracing::info_span!(
-            target: telemetry::TARGET,
-            "authenticate",
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        let authenticating = telemetry::authenticate_span();
         let identity = auth::authenticate(
             &route.auth,
             request.headers(),
@@ -494,13 +458,7 @@ impl Engine {
         let p = principal(&identity);
         let policy = &self.config.policy;
         let now = crate::directory::now();
-        let authorize = tracing::info_span!(
-            target: telemetry::TARGET,
-            "authorize",
-            cedar.action = %action_name,
-            cedar.allowed = tracing::field::Empty,
-            cedar.policies = tracing::field::Empty,
-        );
+        let authorize = telemetry::authorize_span(action_name);
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
                 let name = prepared.model().unwrap_or_default();
@@ -561,10 +519,7 @@ impl Engine {
                 String::new(),
             ),
         };
-        if !authorize.is_disabled() {
-            authorize.record("cedar.allowed", verdict.allowed);
-            authorize.record("cedar.policies", verdict.reasons.join(",").as_str());
-        }
+        telemetry::record_verdict(&authorize, verdict.allowed, &verdict.reasons);
         drop(authorize);
         tracing::info!(
             target: "pennyworth::audit",
@@ -608,16 +563,11 @@ impl Engine {
             headers: request.headers(),
         };
         handlers::run(route.handler, ctx, prepared)
-            .instrument(handler_span(route.handler))
+            .instrument(telemetry::handler_span(route.handler))
             .await
             .map(|r| (r, user.clone()))
             .map_err(with_user)
     }
-}
-
-/// The span of the handler stage.
-fn handler_span(kind: crate::config::routes::HandlerKind) -> tracing::Span {
-    tracing::info_span!(target: telemetry::TARGET, "handler", pennyworth.handler = ?kind)
 }
 
 fn principal(identity: &Identity) -> PrincipalInfo<'_> {

@@ -191,3 +191,106 @@ async fn a_refused_caller_ends_at_authenticate() {
         Some(OtelValue::I64(401))
     );
 }
+
+/// Requests an upstream MCP stand-in received: method and headers.
+type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
+
+/// A minimal MCP server on 127.0.0.1 (2025-06-18 handshake, one tool `ping`), recording what
+/// it receives.
+async fn mcp_upstream() -> (String, Seen) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        let headers = req.headers().clone();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let method = m["method"].as_str().unwrap_or("").to_string();
+                        sink.lock().unwrap().push((method.clone(), headers));
+                        let result = match method.as_str() {
+                            "initialize" => json!({"protocolVersion": "2025-06-18",
+                                "capabilities": {"tools": {}},
+                                "serverInfo": {"name": "stand-in", "version": "1"}}),
+                            "tools/list" => json!({"tools": [{"name": "ping",
+                                "inputSchema": {"type": "object"}}]}),
+                            "tools/call" => json!({"content": [{"type": "text", "text": "pong"}]}),
+                            _ => {
+                                return Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(202)
+                                        .body(Full::new(bytes::Bytes::new()))
+                                        .unwrap(),
+                                );
+                            }
+                        };
+                        let answer = json!({"jsonrpc": "2.0", "id": m["id"], "result": result});
+                        Ok(http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(bytes::Bytes::from(answer.to_string())))
+                            .unwrap())
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (format!("http://{addr}/mcp"), seen)
+}
+
+#[tokio::test]
+async fn an_upstream_mcp_server_gets_the_tool_call_span_as_traceparent() {
+    let (memory, _provider, _guard) = collect();
+    let (url, seen) = mcp_upstream().await;
+    let config = common::copy_default_config();
+    let routes = std::fs::read_to_string(config.path().join("routes.yaml")).unwrap();
+    let routes = routes.replacen(
+        "  servers: []\n",
+        &format!("  servers:\n    - name: up\n      url: {url}\n      protocol: 2025-06-18\n"),
+        1,
+    );
+    std::fs::write(config.path().join("routes.yaml"), routes).unwrap();
+    let (engine, dir) = common::engine(config.path()).await;
+    let engine = engine.mcp_env(Arc::new(|_| None));
+    let mut req = common::request(
+        "POST",
+        "/v1/mcp",
+        Some(dir.key("admin")),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "up__ping", "arguments": {}}})
+        .to_string(),
+    );
+    req.headers_mut()
+        .insert("mcp-protocol-version", "2025-06-18".parse().unwrap());
+    req.headers_mut().insert(
+        "accept",
+        "application/json, text/event-stream".parse().unwrap(),
+    );
+    let (status, _, body) = common::send(&engine, req).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("pong"));
+    let spans = memory.0.lock().unwrap().clone();
+    let tool = named(&spans, "mcp.tool")[0];
+    assert_eq!(attr(tool, "mcp.server"), Some("up".into()));
+    assert_eq!(attr(tool, "mcp.tool"), Some("up__ping".into()));
+    let expected = format!(
+        "00-{}-{}-01",
+        tool.span_context.trace_id(),
+        tool.span_context.span_id()
+    );
+    let seen = seen.lock().unwrap().clone();
+    let call = seen.iter().find(|(m, _)| m == "tools/call").unwrap();
+    assert_eq!(call.1["traceparent"], expected.as_str());
+    // The handshake before it was made within the same span.
+    let init = seen.iter().find(|(m, _)| m == "initialize").unwrap();
+    assert_eq!(init.1["traceparent"], expected.as_str());
+}

@@ -15,8 +15,10 @@
 
 pub mod export;
 mod model;
+mod stages;
 
 pub use model::{BedrockAttempts, ModelCall, Operation};
+pub use stages::{authenticate_span, authorize_span, finish, handler_span, record_verdict, start};
 
 use http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
@@ -221,8 +223,12 @@ pub fn request(method: &str, path: &str, request_id: &str, parent: Option<Parent
     RequestTrace { span, trace_id }
 }
 
-/// Names the root span after the matched route.
-pub fn record_route(span: &Span, method: &str, route: &str) {
+/// Names the root span (the current span) after the matched route.
+pub fn record_route(method: &str, route: &str) {
+    if !enabled() {
+        return;
+    }
+    let span = Span::current();
     if !span.is_disabled() {
         span.record("http.route", route);
         // The span has started (its trace id was read), so its name is set on the span itself.
@@ -233,7 +239,7 @@ pub fn record_route(span: &Span, method: &str, route: &str) {
 }
 
 /// Records the answer on the root span.
-pub fn record_response(span: &Span, status: u16, user: Option<&str>) {
+fn record_response(span: &Span, status: u16, user: Option<&str>) {
     if span.is_disabled() {
         return;
     }
