@@ -369,6 +369,19 @@ async fn an_unreachable_collector_neither_fails_nor_slows_requests() {
         "{:?}",
         started.elapsed()
     );
+    // The operator hears of it, once.
+    let said = || {
+        std::fs::read_to_string(dir.path().join("serve.log"))
+            .unwrap_or_default()
+            .matches("cannot send traces to the OTLP endpoint")
+            .count()
+    };
+    let waited = Instant::now();
+    while said() == 0 && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(said(), 1);
 }
 
 /// A stand-in X-Ray daemon: a UDP socket on 127.0.0.1 that collects segment documents.

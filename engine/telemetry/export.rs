@@ -31,6 +31,9 @@ use std::time::Duration;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
 
+/// A failed export was logged (once per process: a collector that is down stays quiet).
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Longest an OTLP export may take (on the exporter's thread, never on a request).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -191,11 +194,22 @@ impl opentelemetry_http::HttpClient for OtlpHttp {
             })
             .await
         });
-        match task.await {
+        let result = match task.await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("the OTLP endpoint did not answer in time".into()),
-            Err(e) => Err(Box::new(e)),
+            Err(e) => Err(e.into()),
+        };
+        let failed = match &result {
+            Ok(r) if !r.status().is_success() => Some(format!("status {}", r.status().as_u16())),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(error = %e, "cannot send traces to the OTLP endpoint; they are dropped (said once)");
         }
+        result
     }
 }
 
