@@ -46,6 +46,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         }
         None => (None, None),
     };
+    let off = traces
+        .is_none()
+        .then(pennyworth::cli::logging::not_trace_spans);
     let logs = tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         .and(pennyworth::cli::logging::not_trace_spans());
@@ -58,6 +61,7 @@ async fn main() -> Result<(), lambda_http::Error> {
                 .without_time()
                 .with_filter(logs),
         )
+        .with(off)
         .init();
     if let Some(e) = problem {
         tracing::warn!(error = %e, "tracing is off");
