@@ -234,7 +234,12 @@ pub async fn call(
         );
     }
     match upstream {
-        None => match builtin::call(ctx, identity, name, &args).await {
+        None => match tracing::Instrument::instrument(
+            builtin::call(ctx, identity, name, &args),
+            record.span.clone(),
+        )
+        .await
+        {
             Ok(result) => {
                 record.finish(outcome_of(&result));
                 jsonrpc::ok(id, jsonrpc::finish(era, result))
