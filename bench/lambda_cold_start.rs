@@ -13,6 +13,11 @@
 //! `GET /v1/health` (REST API, public) and a chat with `echo` (HTTP API, API key, so the key
 //! lookup and Cedar authorization are in it). One untimed warm-up run comes first.
 //!
+//! With `--xray`, every run is repeated with X-Ray tracing on (the runtime's
+//! `AWS_XRAY_DAEMON_ADDRESS` pointing at a UDP socket this driver drains, and a sampled trace
+//! header on the invocation, so every span of the first request is sent), runs of the two
+//! alternating, and the second set is printed under `xray`.
+//!
 //! Prints one JSON object. Everything stays on loopback.
 
 #[path = "../tests/support/lambda_runtime.rs"]
@@ -45,11 +50,35 @@ fn event(root: &Path, name: &str, key: &str) -> String {
 }
 
 /// One cold start: ms to the first poll, to the first byte of the answer, to its last byte.
-async fn run(bin: &str, root: &Path, dir: &Path, payload: &str) -> (f64, f64, f64) {
+async fn run(
+    bin: &str,
+    root: &Path,
+    dir: &Path,
+    payload: &str,
+    xray: Option<&str>,
+) -> (f64, f64, f64) {
     let api = RuntimeApi::start().await;
-    let answer = api.submit(payload);
+    let answer = match xray {
+        None => api.submit(payload),
+        Some(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            api.submit_traced(
+                payload,
+                Some(format!(
+                    "Root=1-{:08x}-{:024x};Parent=53995c3f42cd8ad8;Sampled=1",
+                    now.as_secs(),
+                    now.as_nanos() % (1u128 << 96)
+                )),
+            )
+        }
+    };
     let mut cmd = bootstrap_command(bin, &api, root, dir);
     cmd.env("PENNYWORTH_LOG", "warn");
+    if let Some(addr) = xray {
+        cmd.env("AWS_XRAY_DAEMON_ADDRESS", addr);
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn bootstrap");
     let outcome = tokio::time::timeout(Duration::from_secs(30), answer).await;
@@ -107,31 +136,52 @@ async fn main() {
     let health = event(&root, "rest_v1_health.json", "");
     let chat = event(&root, "http_v2_chat_base64.json", key.expose());
 
-    run(&bin, &root, dir.path(), &health).await;
-    let (mut poll, mut health_first, mut health_ms) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut chat_first, mut chat_ms) = (Vec::new(), Vec::new());
+    // The stand-in X-Ray daemon of `--xray`: read everything, so sends never fail early.
+    let daemon = std::env::args().any(|a| a == "--xray").then(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let addr = socket.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while socket.recv(&mut buf).is_ok() {}
+        });
+        addr
+    });
+    let modes: Vec<Option<&str>> = match &daemon {
+        Some(a) => vec![None, Some(a.as_str())],
+        None => vec![None],
+    };
+    run(&bin, &root, dir.path(), &health, None).await;
+    let mut results: Vec<[Vec<f64>; 5]> = modes.iter().map(|_| Default::default()).collect();
     for _ in 0..runs {
-        let (p, f, h) = run(&bin, &root, dir.path(), &health).await;
-        poll.push(p);
-        health_first.push(f);
-        health_ms.push(h);
-        let (p, f, c) = run(&bin, &root, dir.path(), &chat).await;
-        poll.push(p);
-        chat_first.push(f);
-        chat_ms.push(c);
+        for (mode, r) in modes.iter().zip(results.iter_mut()) {
+            let (p, f, h) = run(&bin, &root, dir.path(), &health, *mode).await;
+            r[0].push(p);
+            r[1].push(f);
+            r[2].push(h);
+            let (p, f, c) = run(&bin, &root, dir.path(), &chat, *mode).await;
+            r[0].push(p);
+            r[3].push(f);
+            r[4].push(c);
+        }
     }
-    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "{}",
+    let report = |r: [Vec<f64>; 5]| {
+        let [poll, health_first, health_ms, chat_first, chat_ms] = r;
         json!({
-            "binary": bin,
-            "binary_bytes": size,
-            "runs_per_event": runs,
             "to_first_poll": summary(poll),
             "to_health_response_started": summary(health_first),
             "to_health_answered": summary(health_ms),
             "to_echo_chat_response_started": summary(chat_first),
             "to_echo_chat_answered": summary(chat_ms),
         })
-    );
+    };
+    let mut results = results.into_iter();
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let mut out = report(results.next().unwrap_or_default());
+    out["binary"] = json!(bin);
+    out["binary_bytes"] = json!(size);
+    out["runs_per_event"] = json!(runs);
+    if let Some(xray) = results.next() {
+        out["xray"] = report(xray);
+    }
+    println!("{out}");
 }

@@ -138,6 +138,7 @@ async fn main() {
             .expect("within limits");
         ledger.record(&UsageRecord {
             request_id: "req",
+            trace_id: "",
             user: &identity.username,
             groups: &identity.groups,
             key_id: identity.key_id.as_deref(),

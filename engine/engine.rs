@@ -15,6 +15,7 @@ use crate::policy::{Owned, PrincipalInfo, RequestFacts};
 use crate::providers::Providers;
 use crate::resource::{self, Target};
 use crate::router::Match;
+use crate::telemetry;
 use crate::usage::Ledger;
 use crate::usage::store::UsageStore;
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// The client address, set by the front end as a request extension.
 #[derive(Debug, Clone, Copy)]
@@ -357,7 +359,13 @@ impl Engine {
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Body> {
         let started = Instant::now();
         let request_id = self.next_request_id();
-        let (mut response, user) = match self.dispatch(&request, &request_id).await {
+        let trace = telemetry::start(&request, &request_id);
+        let trace_id = trace.trace_id.as_str();
+        let (mut response, user) = match self
+            .dispatch(&request, &request_id, trace_id)
+            .instrument(trace.span.clone())
+            .await
+        {
             Ok((r, user)) => (r, user),
             Err((e, user)) => (e.into_response_in(self.dialect_of(&request)), user),
         };
@@ -369,10 +377,14 @@ impl Engine {
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let status = response.status().as_u16();
+        telemetry::finish(&trace, &mut response, user.as_deref());
         let user = user.as_deref().unwrap_or("-");
         if let Some(emf) = crate::metrics::emf() {
             crate::metrics::write_line(&emf.request_line(
-                &request_id,
+                crate::usage::Ids {
+                    request_id: &request_id,
+                    trace_id,
+                },
                 request.method().as_str(),
                 request.uri().path(),
                 status,
@@ -383,6 +395,7 @@ impl Engine {
             tracing::info!(
                 target: "pennyworth::access",
                 request_id = %request_id,
+                trace_id,
                 method = %request.method(),
                 path = request.uri().path(),
                 status,
@@ -402,12 +415,14 @@ impl Engine {
         &self,
         request: &Request<Bytes>,
         request_id: &str,
+        trace_id: &str,
     ) -> Result<(Response<Body>, Option<String>), (ApiError, Option<String>)> {
         let fail = |e: ApiError| (e, None);
         if request.body().len() > self.config.max_body_bytes {
             return Err(fail(too_large(self.config.max_body_bytes)));
         }
         let path = request.uri().path();
+        let routed = tracing::info_span!(target: telemetry::TARGET, "route").entered();
         let (route, params) = match self.config.router.at(request.method(), path) {
             Match::Found(route, params) => (route, params),
             Match::WrongMethod(methods) => {
@@ -420,6 +435,8 @@ impl Engine {
                 )));
             }
         };
+        drop(routed);
+        telemetry::record_route(request.method().as_str(), &route.name);
         // Path parameters as the client meant them (`carol%40example.com` is `carol@example.com`),
         // so handlers, policies and error messages see the decoded id.
         let decoded = crate::router::decode_params(&params).map_err(fail)?;
@@ -440,6 +457,7 @@ impl Engine {
                 identity: None,
                 params: &params,
                 request_id,
+                trace_id,
                 facts: &facts,
                 target: &Target::None,
                 query,
@@ -447,6 +465,7 @@ impl Engine {
                 headers: request.headers(),
             };
             return handlers::run(route.handler, ctx, prepared)
+                .instrument(telemetry::handler_span(route.handler))
                 .await
                 .map(|r| (r, None))
                 .map_err(fail);
@@ -458,11 +477,12 @@ impl Engine {
         }
         // A front end that authenticated from the headers before reading the body (`serve`)
         // hands its result over; otherwise authenticate now.
-        let authenticated = match request
+        let authenticating = telemetry::authenticate_span();
+        let early = request
             .extensions()
             .get::<EarlyAuth>()
-            .and_then(EarlyAuth::take)
-        {
+            .and_then(EarlyAuth::take);
+        let authenticated = match early {
             Some(result) => result,
             None => {
                 auth::authenticate(
@@ -472,17 +492,20 @@ impl Engine {
                     &self.identities,
                     self.jwt.as_ref(),
                 )
+                .instrument(authenticating.clone())
                 .await
             }
         };
-        let identity = authenticated.map_err(|e| {
-            let e: ApiError = e.into();
-            fail(if is_mcp {
-                handlers::mcp::challenge(&self.mcp, request.headers(), e)
-            } else {
-                e
-            })
-        })?;
+        let identity = authenticated
+            .inspect_err(|_| telemetry::record_error(&authenticating, "unauthenticated"))
+            .map_err(|e| {
+                let e: ApiError = e.into();
+                fail(if is_mcp {
+                    handlers::mcp::challenge(&self.mcp, request.headers(), e)
+                } else {
+                    e
+                })
+            })?;
         let user = Some(identity.username.clone());
         let with_user = |e: ApiError| (e, user.clone());
 
@@ -496,6 +519,7 @@ impl Engine {
             &identity,
             self.directory.as_ref(),
         )
+        .instrument(tracing::info_span!(target: telemetry::TARGET, "resource"))
         .await
         .map_err(with_user)?;
 
@@ -508,6 +532,7 @@ impl Engine {
         let p = principal(&identity);
         let policy = &self.config.policy;
         let now = crate::directory::now();
+        let authorize = telemetry::authorize_span(action_name);
         let (verdict, on) = match (route.resource, &target) {
             (ResourceKind::Model, _) => {
                 let name = prepared.model().unwrap_or_default();
@@ -515,11 +540,17 @@ impl Engine {
                 let alias = model.alias.as_str();
                 // The caller's spend enters the Cedar context of model calls (when a policy
                 // or a budget reads it), and the limits stage below reuses it.
-                facts.spend = self.ledger.spend(&identity, now).await;
+                facts.spend = self
+                    .ledger
+                    .spend(&identity, now)
+                    .instrument(tracing::info_span!(target: telemetry::TARGET, "usage.spend"))
+                    .await;
+                let _in = authorize.enter();
                 let verdict = policy.authorize_model(&p, action, alias, &facts);
                 (verdict, format!(" on model `{alias}`"))
             }
             (_, Target::Account { username, .. }) => {
+                let _in = authorize.enter();
                 let verdict = policy.authorize_owned(
                     &p,
                     action,
@@ -534,6 +565,7 @@ impl Engine {
                 (verdict, format!(" on user `{username}`"))
             }
             (_, Target::Key { id, record, .. }) => {
+                let _in = authorize.enter();
                 let name = record.as_ref().map(|r| r.name.as_str()).or(Some(""));
                 let verdict = policy.authorize_owned(
                     &p,
@@ -549,13 +581,16 @@ impl Engine {
                 (verdict, format!(" on key `{id}`"))
             }
             (_, Target::None) => (
-                policy.authorize_api(&p, action, &route.name, &facts),
+                authorize.in_scope(|| policy.authorize_api(&p, action, &route.name, &facts)),
                 String::new(),
             ),
         };
+        telemetry::record_verdict(&authorize, verdict.allowed, &verdict.reasons);
+        drop(authorize);
         tracing::info!(
             target: "pennyworth::audit",
             request_id,
+            trace_id,
             user = %identity.username,
             action = %action_name,
             route = %route.name,
@@ -590,6 +625,7 @@ impl Engine {
         if route.resource == ResourceKind::Model {
             self.ledger
                 .check(&identity, facts.spend, now)
+                .instrument(tracing::info_span!(target: telemetry::TARGET, "limits"))
                 .await
                 .map_err(with_user)?;
         }
@@ -599,6 +635,7 @@ impl Engine {
             identity: Some(&identity),
             params: &params,
             request_id,
+            trace_id,
             facts: &facts,
             target: &target,
             query,
@@ -606,6 +643,7 @@ impl Engine {
             headers: request.headers(),
         };
         handlers::run(route.handler, ctx, prepared)
+            .instrument(telemetry::handler_span(route.handler))
             .await
             .map(|r| (r, user.clone()))
             .map_err(with_user)

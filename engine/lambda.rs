@@ -110,9 +110,18 @@ pub const LEDGER_FLUSH_BOUND: Duration = Duration::from_secs(2);
 /// instance. The client has every byte of the answer before this wait begins.
 pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<Body> {
     let deadline = deadline(&request);
+    // The invocation's X-Ray header (`_X_AMZN_TRACE_ID`): its `Parent` is the function's
+    // segment, which the gateway's spans hang under.
+    let trace = request
+        .lambda_context_ref()
+        .and_then(|c| c.xray_trace_id.as_deref())
+        .and_then(crate::telemetry::Parent::from_xray);
     let mut request = to_engine_request(request);
     if let Some(d) = deadline {
         request.extensions_mut().insert(d);
+    }
+    if let Some(p) = trace {
+        request.extensions_mut().insert(p);
     }
     let response = engine.handle(request).await;
     match engine.ledger().store() {

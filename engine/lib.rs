@@ -24,6 +24,7 @@ pub mod providers;
 pub mod resource;
 pub mod router;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;
 pub mod usage;
 

@@ -93,7 +93,7 @@ impl Emf {
     /// The EMF document of one request.
     pub fn request_line(
         &self,
-        request_id: &str,
+        ids: crate::usage::Ids<'_>,
         method: &str,
         path: &str,
         status: u16,
@@ -116,7 +116,8 @@ impl Emf {
             },
             "level": "INFO",
             "target": "pennyworth::access",
-            "request_id": request_id,
+            "request_id": ids.request_id,
+            "trace_id": ids.trace_id,
             "method": method,
             "path": path,
             "status": status,
@@ -151,6 +152,7 @@ impl Emf {
             "level": "INFO",
             "target": "pennyworth::usage",
             "request_id": r.request_id,
+            "trace_id": r.trace_id,
             "user": r.user,
             "key_id": r.key_id.unwrap_or(""),
             "Model": r.model,
@@ -239,6 +241,7 @@ mod tests {
         let emf = Emf::new("Pennyworth/test");
         let record = UsageRecord {
             request_id: "req_1",
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
             user: "alice \"quoted\"",
             groups: &[],
             key_id: Some("alice.0123456789abcdef"),
@@ -272,6 +275,7 @@ mod tests {
         assert_eq!(doc["cost_usd"], "0.00123");
         assert_eq!(doc["cost_nano_usd"], 1_230_000);
         assert_eq!(doc["session"], "s-1");
+        assert_eq!(doc["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(doc["target"], "pennyworth::usage");
         assert_eq!(doc["partial"], true);
         assert_eq!(doc["estimated"], false);
@@ -297,7 +301,17 @@ mod tests {
     fn request_line_counts_by_status_class() {
         let emf = Emf::new(DEFAULT_NAMESPACE);
         for (status, c4, c5) in [(200u16, 0, 0), (404, 1, 0), (429, 1, 0), (502, 0, 1)] {
-            let doc = emf.request_line("req_2", "POST", "/v1/chat/completions", status, "-", 1500);
+            let doc = emf.request_line(
+                crate::usage::Ids {
+                    request_id: "req_2",
+                    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                },
+                "POST",
+                "/v1/chat/completions",
+                status,
+                "-",
+                1500,
+            );
             assert_valid_emf(&doc);
             assert_eq!(doc["Requests"], 1);
             assert_eq!(doc["Status4xx"], c4, "{status}");

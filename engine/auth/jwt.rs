@@ -202,7 +202,8 @@ impl JwtVerifier {
         {
             return Ok(());
         }
-        match self.fetch_keys().await {
+        let fetching = tracing::info_span!(target: crate::telemetry::TARGET, "jwks.fetch", otel.kind = "client");
+        match tracing::Instrument::instrument(self.fetch_keys(), fetching).await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "JWKS fetched");
                 if let Ok(mut k) = self.keys.write() {

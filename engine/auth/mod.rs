@@ -13,6 +13,7 @@ use crate::errors::{ApiError, ErrorKind};
 use cache::IdentityCache;
 use http::{HeaderMap, StatusCode, header};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +174,12 @@ async fn fresh(
         Some(u) => u,
         None => {
             let since = std::time::Instant::now();
-            let user = match directory.get_user(&identity.username).await {
+            let lookup = directory_span(directory, "get_user");
+            let user = match directory
+                .get_user(&identity.username)
+                .instrument(lookup)
+                .await
+            {
                 Ok(Some(u)) => Arc::new(u),
                 Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {
                     return Err(AuthError::Invalid);
@@ -197,6 +203,17 @@ async fn fresh(
     Ok(identity)
 }
 
+/// The span of a directory call the identity cache could not spare.
+fn directory_span(directory: &dyn Directory, operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "directory",
+        otel.kind = "client",
+        pennyworth.directory = directory.kind(),
+        pennyworth.operation = operation,
+    )
+}
+
 async fn verify_key(
     presented: &api_key::PresentedKey<'_>,
     directory: &dyn Directory,
@@ -215,7 +232,12 @@ async fn verify_key(
                 return Err(AuthError::Invalid);
             }
             let since = std::time::Instant::now();
-            let found = match directory.find_key(&presented.owner, presented.id).await {
+            let lookup = directory_span(directory, "find_key");
+            let found = match directory
+                .find_key(&presented.owner, presented.id)
+                .instrument(lookup)
+                .await
+            {
                 Ok(Some(found)) => Arc::new(found),
                 // "No such user" and "not a valid name" are the caller's mistake: 401, not 503.
                 Ok(None) | Err(DirectoryError::NoSuchUser(_)) | Err(DirectoryError::Invalid(_)) => {

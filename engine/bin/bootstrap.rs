@@ -22,15 +22,50 @@ fn config_dir() -> PathBuf {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    // Traces: to the X-Ray daemon with active tracing, or OTLP when configured
+    // (doc/observability.md). A pipeline that cannot be set up leaves tracing off.
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut problem = None;
+    let (traces, _telemetry) = match pennyworth::telemetry::export::from_env(lookup, true) {
+        Some(exporter) => {
+            match pennyworth::telemetry::export::install(
+                &exporter,
+                Some(tokio::runtime::Handle::current()),
+            ) {
+                Ok((layer, guard)) => (Some(layer), Some(guard)),
+                Err(e) => {
+                    problem = Some(e);
+                    (None, None)
+                }
+            }
+        }
+        None => (None, None),
+    };
+    let off = traces
+        .is_none()
+        .then(pennyworth::cli::logging::not_trace_spans);
+    let logs = tracing_subscriber::EnvFilter::try_from_env("PENNYWORTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .and(pennyworth::cli::logging::not_trace_spans());
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .without_time()
+                .with_filter(logs),
         )
-        .with_current_span(false)
-        .without_time()
+        .with(off)
         .init();
+    if let Some(e) = problem {
+        tracing::warn!(error = %e, "tracing is off");
+    }
 
     // CloudWatch metrics as EMF lines on stdout (on unless PENNYWORTH_METRICS=off).
     pennyworth::metrics::install(pennyworth::metrics::Emf::from_env(true)?);

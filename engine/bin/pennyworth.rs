@@ -353,7 +353,6 @@ fn remote(result: Result<(), cli::client::CliError>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::logging::init();
     if matches!(cli.command, Command::Serve { .. }) {
         // One malloc arena per core, not eight: fewer arenas keep less freed memory
         // (doc/performance.md, "Under abuse"). Before the runtime starts its threads.
@@ -366,10 +365,33 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
+            cli::logging::init();
             eline!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // Traces of `serve` go to an OTLP endpoint when one is configured (doc/observability.md).
+    let exporter = match &cli.command {
+        Command::Serve { .. } => {
+            pennyworth::telemetry::export::from_env(|n| std::env::var(n).ok(), false)
+        }
+        _ => None,
+    };
+    let (telemetry, problem) = match exporter
+        .map(|e| pennyworth::telemetry::export::install(&e, Some(runtime.handle().clone())))
+    {
+        Some(Ok((layer, guard))) => (Some((layer, guard)), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let (layer, telemetry) = match telemetry {
+        Some((layer, guard)) => (Some(layer), Some(guard)),
+        None => (None, None),
+    };
+    cli::logging::init_with(layer);
+    if let Some(e) = problem {
+        tracing::warn!(error = %e, "tracing is off");
+    }
     match cli.command {
         Command::Serve {
             config,
@@ -377,6 +399,8 @@ fn main() -> ExitCode {
             listen,
         } => {
             let code = runtime.block_on(serve(config, data_dir, listen));
+            // Send the spans still queued while the runtime still runs the exporter's requests.
+            drop(telemetry);
             // Cut connections still open after an aborted drain instead of waiting for them.
             runtime.shutdown_background();
             code

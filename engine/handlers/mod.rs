@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub params: &'a [(&'a str, &'a str)],
     /// Request id.
     pub request_id: &'a str,
+    /// Trace id (see [`crate::telemetry`]).
+    pub trace_id: &'a str,
     /// Facts given to Cedar.
     pub facts: &'a RequestFacts,
     /// When the answer must be complete (Lambda), if the front end has a limit.
@@ -45,7 +47,15 @@ pub struct Ctx<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The request and trace ids, for usage records.
+    pub fn ids(&self) -> crate::usage::Ids<'a> {
+        crate::usage::Ids {
+            request_id: self.request_id,
+            trace_id: self.trace_id,
+        }
+    }
+
     /// A path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params

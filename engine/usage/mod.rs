@@ -63,11 +63,22 @@ impl Price {
     }
 }
 
+/// The ids of the request a model call belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids<'a> {
+    /// Request id (`x-request-id`).
+    pub request_id: &'a str,
+    /// Trace id (`x-trace-id`).
+    pub trace_id: &'a str,
+}
+
 /// One model call.
 #[derive(Debug, Clone)]
 pub struct UsageRecord<'a> {
     /// Request id.
     pub request_id: &'a str,
+    /// Trace id.
+    pub trace_id: &'a str,
     /// User name.
     pub user: &'a str,
     /// The user's groups (which limits apply).
@@ -95,14 +106,15 @@ impl<'a> UsageRecord<'a> {
     /// A call `model` answered in full for `identity`, with the provider's counts, priced
     /// from the alias's prices.
     pub fn complete(
-        request_id: &'a str,
+        ids: Ids<'a>,
         identity: &'a Identity,
         model: &'a ModelRuntime,
         stream: bool,
         usage: TokenUsage,
     ) -> Self {
         Self {
-            request_id,
+            request_id: ids.request_id,
+            trace_id: ids.trace_id,
             user: &identity.username,
             groups: &identity.groups,
             key_id: identity.key_id.as_deref(),
@@ -127,6 +139,7 @@ impl<'a> UsageRecord<'a> {
         tracing::info!(
             target: "pennyworth::usage",
             request_id = self.request_id,
+            trace_id = self.trace_id,
             user = self.user,
             key_id = self.key_id.unwrap_or(""),
             model = self.model,
@@ -154,6 +167,8 @@ pub fn estimate_tokens(chars: usize) -> u64 {
 pub struct Billing {
     /// Request id.
     pub request_id: String,
+    /// Trace id.
+    pub trace_id: String,
     /// User name.
     pub user: String,
     /// The user's groups.
@@ -172,14 +187,10 @@ pub struct Billing {
 
 impl Billing {
     /// The billing of a call `model` serves for `identity`, recorded in `ledger`.
-    pub fn new(
-        request_id: &str,
-        identity: &Identity,
-        model: &ModelRuntime,
-        ledger: &Ledger,
-    ) -> Self {
+    pub fn new(ids: Ids<'_>, identity: &Identity, model: &ModelRuntime, ledger: &Ledger) -> Self {
         Self {
-            request_id: request_id.to_string(),
+            request_id: ids.request_id.to_string(),
+            trace_id: ids.trace_id.to_string(),
             user: identity.username.clone(),
             groups: identity.groups.clone(),
             key_id: identity.key_id.clone(),
@@ -268,6 +279,7 @@ impl StreamMeter {
         let b = &self.billing;
         UsageRecord {
             request_id: &b.request_id,
+            trace_id: &b.trace_id,
             user: &b.user,
             groups: &b.groups,
             key_id: b.key_id.as_deref(),

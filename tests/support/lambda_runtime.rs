@@ -96,6 +96,8 @@ struct Invocation {
     id: String,
     payload: String,
     deadline: Duration,
+    /// `Lambda-Runtime-Trace-Id` (default: a fresh, unsampled X-Ray header).
+    trace: Option<String>,
 }
 
 #[derive(Default)]
@@ -181,6 +183,41 @@ impl RuntimeApi {
         payload: impl Into<String>,
         deadline: Duration,
     ) -> oneshot::Receiver<Outcome> {
+        self.submit_full(payload, deadline, None)
+    }
+
+    /// Queues an event with this X-Ray trace header (active tracing, the function's segment
+    /// as `Parent`) and waits for its outcome.
+    pub async fn invoke_traced(
+        &self,
+        payload: impl Into<String>,
+        trace: &str,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let rx = self.submit_traced(payload, Some(trace.to_string()));
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Outcome::Answer(a))) => Ok(a),
+            Ok(Ok(Outcome::Error(e))) => Err(format!("the function reported an error: {e}")),
+            Ok(Err(_)) => Err("the stand-in dropped the invocation".to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    /// Queues an event with this X-Ray trace header (`None`: an unsampled one).
+    pub fn submit_traced(
+        &self,
+        payload: impl Into<String>,
+        trace: Option<String>,
+    ) -> oneshot::Receiver<Outcome> {
+        self.submit_full(payload, Duration::from_secs(60), trace)
+    }
+
+    fn submit_full(
+        &self,
+        payload: impl Into<String>,
+        deadline: Duration,
+        trace: Option<String>,
+    ) -> oneshot::Receiver<Outcome> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("00000000-0000-4000-8000-{n:012}");
         let (tx, rx) = oneshot::channel();
@@ -194,6 +231,7 @@ impl RuntimeApi {
             id,
             payload: payload.into(),
             deadline,
+            trace,
         });
         rx
     }
@@ -320,15 +358,14 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
         "lambda-runtime-invoked-function-arn",
         FUNCTION_ARN.into(),
     );
-    set(
-        h,
-        "lambda-runtime-trace-id",
+    let trace = inv.trace.clone().unwrap_or_else(|| {
         format!(
             "Root=1-{:08x}-{:024x};Parent=53995c3f42cd8ad8;Sampled=0",
             now.as_secs(),
             now.as_nanos() % (1u128 << 96)
-        ),
-    );
+        )
+    });
+    set(h, "lambda-runtime-trace-id", trace);
     r
 }
 

@@ -78,6 +78,7 @@ pub fn audit(ctx: &Ctx<'_>, action: &str, target: &str, outcome: Result<(), &Api
         Ok(()) => tracing::info!(
             target: "pennyworth::audit",
             request_id = ctx.request_id,
+            trace_id = ctx.trace_id,
             actor,
             action,
             target,
@@ -87,6 +88,7 @@ pub fn audit(ctx: &Ctx<'_>, action: &str, target: &str, outcome: Result<(), &Api
         Err(e) => tracing::info!(
             target: "pennyworth::audit",
             request_id = ctx.request_id,
+            trace_id = ctx.trace_id,
             actor,
             action,
             target,

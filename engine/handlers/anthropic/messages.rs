@@ -203,7 +203,7 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
 
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        let mut record = UsageRecord::complete(ctx.request_id, identity, served, false, out.usage);
+        let mut record = UsageRecord::complete(ctx.ids(), identity, served, false, out.usage);
         record.session = core.metadata.session_id.as_deref();
         record.emit(ctx.engine.ledger());
         let content: Vec<OutBlock<'_>> = out
@@ -239,7 +239,7 @@ pub async fn create(ctx: &Ctx<'_>, request: MessagesRequest) -> Result<Response<
         meter: StreamMeter::new(
             Billing {
                 session: core.metadata.session_id.clone(),
-                ..Billing::new(ctx.request_id, identity, served, ctx.engine.ledger())
+                ..Billing::new(ctx.ids(), identity, served, ctx.engine.ledger())
             },
             prompt_chars,
         ),

@@ -20,12 +20,15 @@ pub async fn count_tokens(
     let model = ctx.engine.known_model(&request.model)?;
     let core = request.to_core(None)?;
     let provider = ctx.engine.providers().get(model.provider)?;
+    let call =
+        crate::telemetry::ModelCall::start(model, crate::telemetry::Operation::CountTokens, 0);
     let counted = tokio::time::timeout(
         model.upstream_settings.timeout,
-        provider.count_tokens(model, &core),
+        tracing::Instrument::instrument(provider.count_tokens(model, &core), call.span.clone()),
     )
     .await
     .unwrap_or(Err(crate::providers::ProviderError::Timeout));
+    call.finish(counted.as_ref().map(|_| None));
     let (tokens, estimated) = match counted {
         Ok(Some(n)) => (n, false),
         Ok(None) => (

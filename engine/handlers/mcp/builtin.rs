@@ -313,7 +313,7 @@ async fn chat(ctx: &Ctx<'_>, identity: &Identity, args: &Map<String, Value>) -> 
     }
     match run_chat(ctx, m, &request).await {
         Ok((served, out)) => {
-            UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+            UsageRecord::complete(ctx.ids(), identity, served, false, out.usage)
                 .emit(ctx.engine.ledger());
             let text = out.text().unwrap_or_default();
             json!({
@@ -355,8 +355,7 @@ async fn embed(ctx: &Ctx<'_>, identity: &Identity, args: &Map<String, Value>) ->
                 prompt: out.prompt_tokens,
                 ..TokenUsage::default()
             };
-            UsageRecord::complete(ctx.request_id, identity, served, false, u)
-                .emit(ctx.engine.ledger());
+            UsageRecord::complete(ctx.ids(), identity, served, false, u).emit(ctx.engine.ledger());
             structured(json!({
                 "model": served.alias,
                 "embeddings": out.vectors,

@@ -48,7 +48,8 @@ pub async fn list(ctx: &Ctx<'_>, identity: &Identity, era: Era) -> Value {
     let servers = ctx.engine.mcp().servers();
     let fetched = futures_util::future::join_all(servers.iter().map(|up| async move {
         let wait = tokio::time::Instant::now() + LIST_WAIT;
-        up.tools(deadline(ctx, up).min(wait)).await
+        let span = tracing::info_span!(target: crate::telemetry::TARGET, "mcp.tools_list", mcp.server = %up.name());
+        tracing::Instrument::instrument(up.tools(deadline(ctx, up).min(wait)), span).await
     }))
     .await;
     let mut ttl = BUILTIN_TTL_MS;
@@ -97,6 +98,9 @@ pub async fn list(ctx: &Ctx<'_>, identity: &Identity, era: Era) -> Value {
 /// dropped.
 struct ToolRecord {
     request_id: String,
+    trace_id: String,
+    /// The call's span, open until the record is written.
+    span: tracing::Span,
     user: String,
     key_id: Option<String>,
     tool: String,
@@ -109,6 +113,14 @@ impl ToolRecord {
     fn new(ctx: &Ctx<'_>, identity: &Identity, tool: &str, server: &str) -> Self {
         Self {
             request_id: ctx.request_id.to_string(),
+            trace_id: ctx.trace_id.to_string(),
+            span: tracing::info_span!(
+                target: crate::telemetry::TARGET,
+                "mcp.tool",
+                mcp.server = server,
+                mcp.tool = tool,
+                outcome = tracing::field::Empty,
+            ),
             user: identity.username.clone(),
             key_id: identity.key_id.clone(),
             tool: tool.to_string(),
@@ -124,9 +136,13 @@ impl ToolRecord {
         }
         self.done = true;
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Entered once more: a span ends at its last exit, so a streamed call ends here.
+        let _in = self.span.enter();
+        self.span.record("outcome", outcome);
         tracing::info!(
             target: "pennyworth::usage",
             request_id = %self.request_id,
+            trace_id = %self.trace_id,
             user = %self.user,
             key_id = self.key_id.as_deref().unwrap_or(""),
             tool = %self.tool,
@@ -195,6 +211,7 @@ pub async fn call(
     tracing::info!(
         target: "pennyworth::audit",
         request_id = ctx.request_id,
+        trace_id = ctx.trace_id,
         user = %identity.username,
         action = "call_tool",
         route = "mcp",
@@ -217,7 +234,12 @@ pub async fn call(
         );
     }
     match upstream {
-        None => match builtin::call(ctx, identity, name, &args).await {
+        None => match tracing::Instrument::instrument(
+            builtin::call(ctx, identity, name, &args),
+            record.span.clone(),
+        )
+        .await
+        {
             Ok(result) => {
                 record.finish(outcome_of(&result));
                 jsonrpc::ok(id, jsonrpc::finish(era, result))
@@ -268,7 +290,9 @@ async fn forward(
     let id = call.id.clone();
     let server = up.name().to_string();
     let until = deadline(ctx, &up);
-    let extra = up.param_headers(&tool, &args, until).await;
+    let extra =
+        tracing::Instrument::instrument(up.param_headers(&tool, &args, until), record.span.clone())
+            .await;
     let mut params = Map::new();
     params.insert("name".into(), Value::String(tool));
     params.insert("arguments".into(), Value::Object(args));
@@ -279,7 +303,8 @@ async fn forward(
     {
         params.insert("_meta".into(), json!({"progressToken": token}));
     }
-    let (uid, response) = match up.request("tools/call", params, &extra, until).await {
+    let sent = up.request("tools/call", params, &extra, until);
+    let (uid, response) = match tracing::Instrument::instrument(sent, record.span.clone()).await {
         Ok(r) => r,
         Err(e) => {
             record.finish(e.label());

@@ -202,6 +202,7 @@ impl Upstream {
             .http
             .post(self.spec.url.clone())
             .headers(base.clone())
+            .headers(crate::telemetry::trace_headers())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json");
         if let Some(s) = session {

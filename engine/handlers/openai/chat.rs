@@ -282,7 +282,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let core = request.to_core()?;
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+        UsageRecord::complete(ctx.ids(), identity, served, false, out.usage)
             .emit(ctx.engine.ledger());
         let mut calls: Vec<(&str, &str, String)> = Vec::new();
         let mut thinking = Vec::new();
@@ -354,7 +354,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         &model.alias,
         request.include_usage(),
         StreamMeter::new(
-            Billing::new(ctx.request_id, identity, model, ctx.engine.ledger()),
+            Billing::new(ctx.ids(), identity, model, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
     );

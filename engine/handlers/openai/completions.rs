@@ -186,7 +186,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
     let core = request.to_core()?;
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+        UsageRecord::complete(ctx.ids(), identity, served, false, out.usage)
             .emit(ctx.engine.ledger());
         return json(
             StatusCode::OK,
@@ -222,7 +222,7 @@ pub async fn complete(ctx: &Ctx<'_>, request: ChatRequest) -> Result<Response<Bo
         finished: false,
         done: false,
         meter: StreamMeter::new(
-            Billing::new(ctx.request_id, identity, served, ctx.engine.ledger()),
+            Billing::new(ctx.ids(), identity, served, ctx.engine.ledger()),
             request.prompt_chars(),
         ),
         out: SseBuf::new(),

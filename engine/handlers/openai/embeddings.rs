@@ -179,7 +179,7 @@ pub async fn embed(
         prompt: out.prompt_tokens,
         ..TokenUsage::default()
     };
-    UsageRecord::complete(ctx.request_id, identity, served, false, usage).emit(ctx.engine.ledger());
+    UsageRecord::complete(ctx.ids(), identity, served, false, usage).emit(ctx.engine.ledger());
     let base64 = request.encoding_format.as_deref() == Some("base64");
     let data = out
         .vectors

@@ -12,8 +12,10 @@ use crate::engine::ModelRuntime;
 use crate::inference::capabilities::admits;
 use crate::inference::{EmbedRequest, Event, EventStream, Request, Response};
 use crate::providers::{EmbeddingOutput, ProviderError};
+use crate::telemetry::{ModelCall, Operation};
 use futures_util::StreamExt;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The alias and its usable fallbacks, in order.
 fn candidates<'e>(
@@ -80,6 +82,7 @@ pub async fn chat<'e>(
     let list = servable(ctx, model, request)?;
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
+        let call = ModelCall::start(m, Operation::Chat, i);
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
             match tokio::time::timeout(limit(ctx, m), provider.chat(m, request)).await {
@@ -90,7 +93,9 @@ pub async fn chat<'e>(
                 }
             }
         };
-        match attempt.await {
+        let result = attempt.instrument(call.span.clone()).await;
+        call.finish(result.as_ref().map(|out| Some(out.usage)));
+        match result {
             Ok(out) => return Ok((m, out)),
             Err(e) => {
                 next_or_fail(e.clone(), m, i + 1 < list.len())?;
@@ -111,6 +116,7 @@ pub async fn chat_stream<'e>(
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
         let timeout = m.upstream_settings.timeout;
+        let call = ModelCall::start(m, Operation::ChatStream, i);
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
             let started = tokio::time::timeout(limit(ctx, m), async {
@@ -128,16 +134,18 @@ pub async fn chat_stream<'e>(
                 Err(_) => Err(ProviderError::Timeout),
             }
         };
-        match attempt.await {
+        match attempt.instrument(call.span.clone()).await {
             Ok(stream) => {
+                call.first_byte();
                 let stream = idle_timeout(stream, timeout, m.alias.clone());
                 let stream = match ctx.deadline {
                     Some(d) => cut_at(stream, d, m.alias.clone()),
                     None => stream,
                 };
-                return Ok((m, stream));
+                return Ok((m, call.watch(stream)));
             }
             Err(e) => {
+                call.finish(Err(&e));
                 next_or_fail(e.clone(), m, i + 1 < list.len())?;
                 last = e;
             }
@@ -155,6 +163,7 @@ pub async fn embed<'e>(
     let list = candidates(ctx, model, None);
     let mut last = ProviderError::Upstream;
     for (i, m) in list.iter().enumerate() {
+        let call = ModelCall::start(m, Operation::Embed, i);
         let attempt = async {
             let provider = ctx.engine.providers().get(m.provider)?;
             match tokio::time::timeout(limit(ctx, m), provider.embed(m, request)).await {
@@ -162,7 +171,14 @@ pub async fn embed<'e>(
                 Err(_) => Err(ProviderError::Timeout),
             }
         };
-        match attempt.await {
+        let result = attempt.instrument(call.span.clone()).await;
+        call.finish(result.as_ref().map(|out| {
+            Some(crate::inference::Usage {
+                prompt: out.prompt_tokens,
+                ..Default::default()
+            })
+        }));
+        match result {
             Ok(out) => return Ok((m, out)),
             Err(e) => {
                 next_or_fail(e.clone(), m, i + 1 < list.len())?;

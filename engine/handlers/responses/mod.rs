@@ -66,7 +66,7 @@ pub async fn create(ctx: &Ctx<'_>, request: ResponsesRequest) -> Result<Response
 
     if !request.is_stream() {
         let (served, out) = fallback::chat(ctx, model, &core).await?;
-        UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
+        UsageRecord::complete(ctx.ids(), identity, served, false, out.usage)
             .emit(ctx.engine.ledger());
         let (output, reasoning_chars) = render::output_items(&out.content, &extras);
         let (status, incomplete) = render::status_of(Some(out.stop));
@@ -85,7 +85,7 @@ pub async fn create(ctx: &Ctx<'_>, request: ResponsesRequest) -> Result<Response
     let (served, events) = fallback::chat_stream(ctx, model, &core).await?;
     let prompt_chars = ResponsesRequest::prompt_chars(&core);
     let meter = StreamMeter::new(
-        Billing::new(ctx.request_id, identity, served, ctx.engine.ledger()),
+        Billing::new(ctx.ids(), identity, served, ctx.engine.ledger()),
         prompt_chars,
     );
     let mut state = stream::StreamState::new(envelope, extras.clone(), meter);
@@ -152,8 +152,7 @@ pub async fn compact(
         content: vec![Block::text(COMPACT_PROMPT)],
     });
     let (served, out) = fallback::chat(ctx, model, &core).await?;
-    UsageRecord::complete(ctx.request_id, identity, served, false, out.usage)
-        .emit(ctx.engine.ledger());
+    UsageRecord::complete(ctx.ids(), identity, served, false, out.usage).emit(ctx.engine.ledger());
     let summary = out.text().unwrap_or_default();
     let mut output: Vec<Value> = match &request.input {
         Some(Value::Array(items)) => items

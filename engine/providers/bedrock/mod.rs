@@ -142,7 +142,8 @@ impl Bedrock {
                         )
                         // The gateway enforces its own per-alias timeouts; a model that
                         // thinks quietly for a while is not a stalled stream.
-                        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+                        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                        .interceptor(crate::telemetry::BedrockAttempts);
                     if let Some(url) = &key.endpoint {
                         b = b.endpoint_url(url);
                     }

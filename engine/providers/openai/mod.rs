@@ -121,7 +121,17 @@ impl OpenAi {
                     .headers_mut()
                     .insert(header::AUTHORIZATION, key.0.clone());
             }
-            let error = match self.client.request(request).await {
+            crate::telemetry::inject(request.headers_mut());
+            let sent = self.client.request(request).await;
+            if attempt > 1 {
+                // Recorded once, by the last attempt (a later record would add a duplicate).
+                let last = matches!(&sent, Ok(r) if r.status().is_success())
+                    || attempt >= policy.max_attempts;
+                if last {
+                    tracing::Span::current().record("retries", i64::from(attempt - 1));
+                }
+            }
+            let error = match sent {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => error_of(model, response).await,
                 Err(e) => {

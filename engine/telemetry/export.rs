@@ -1,0 +1,291 @@
+//! Where spans go, chosen once at start from the standard environment variables:
+//!
+//! - OTLP/HTTP (protobuf) when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set: a batch processor on its own thread with a bounded
+//!   queue (`OTEL_BSP_*`; spans are dropped when it is full), sending with the gateway's hyper
+//!   client on the async runtime, so a slow or unreachable collector never holds a request.
+//! - X-Ray on Lambda when the runtime provides the X-Ray daemon (`AWS_XRAY_DAEMON_ADDRESS`,
+//!   set with active tracing): each span, as it ends, becomes one segment document in one UDP
+//!   datagram to the daemon (a non-blocking send of a few hundred bytes). Nothing is queued
+//!   across invocations, which Lambda may freeze at any time after the answer.
+//! - Otherwise nothing, and the spans are disabled at their call sites.
+//!
+//! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turns both off. Sampling follows
+//! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: the caller's decision, else
+//! every request); on Lambda the invocation's `Sampled` flag is the caller's decision.
+
+use super::TARGET;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_aws::xray_exporter::daemon_client::XrayDaemonClient;
+use opentelemetry_aws::xray_exporter::{SegmentTranslator, XrayExporter};
+use opentelemetry_otlp::WithHttpConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
+
+/// A failed export was logged (once per process: a collector that is down stays quiet).
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Longest an OTLP export may take (on the exporter's thread, never on a request).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exporter {
+    /// OTLP over HTTP; the endpoint and headers are read by the exporter from the standard
+    /// variables.
+    Otlp,
+    /// Segment documents to the X-Ray daemon at this address.
+    Xray(SocketAddr),
+}
+
+/// The exporter the environment asks for, if any (`lookup` reads a variable). `lambda`: the
+/// process is a Lambda function, whose X-Ray daemon is used when OTLP is not configured.
+pub fn from_env(lookup: impl Fn(&str) -> Option<String>, lambda: bool) -> Option<Exporter> {
+    let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+    {
+        return None;
+    }
+    if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+        || set("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+    {
+        return Some(Exporter::Otlp);
+    }
+    if lambda {
+        let addr = set("AWS_XRAY_DAEMON_ADDRESS")?;
+        // The variable may list a UDP and a TCP address (`udp:1.2.3.4:2000 tcp:...`).
+        let udp = addr
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("udp:"))
+            .unwrap_or_else(|| addr.split_whitespace().next().unwrap_or(""));
+        return udp.parse().ok().map(Exporter::Xray);
+    }
+    None
+}
+
+/// A boxed layer for the process's subscriber.
+pub type BoxLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The installed pipeline; dropping it flushes what is queued (give it a moment at exit).
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Builds the pipeline for `exporter` and the `tracing` layer that feeds it (only spans of
+/// [`TARGET`]), and turns the gateway's spans on. `runtime` runs OTLP's HTTP requests.
+pub fn install(
+    exporter: &Exporter,
+    runtime: Option<tokio::runtime::Handle>,
+) -> Result<(BoxLayer, Telemetry), String> {
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "pennyworth".into()),
+        );
+    }
+    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    let provider = match exporter {
+        Exporter::Otlp => {
+            let runtime = runtime.ok_or("OTLP export needs the async runtime")?;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(OtlpHttp::new(runtime)?)
+                .build()
+                .map_err(|e| format!("cannot set up the OTLP exporter: {e}"))?;
+            builder
+                .with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                .build()
+        }
+        Exporter::Xray(addr) => {
+            let client = XrayDaemonClient::new(*addr)
+                .map_err(|e| format!("cannot open a socket to the X-Ray daemon at {addr}: {e}"))?;
+            // Attributes become annotations, so a trace can be found by request id, model,
+            // route or user.
+            let exporter = XrayExporter::new(client)
+                .with_translator(SegmentTranslator::new().index_all_attrs());
+            builder
+                .with_simple_exporter(exporter)
+                .with_id_generator(opentelemetry_aws::trace::XrayIdGenerator::default())
+                .build()
+        }
+    };
+    let layer = layer(&provider, matches!(exporter, Exporter::Xray(_)));
+    Ok((layer, Telemetry { provider }))
+}
+
+/// The `tracing` layer that feeds `provider` the gateway's spans, and turns them on. `xray`:
+/// the spans are subsegments of a Lambda function's segment (the root is not a server span).
+pub fn layer(provider: &SdkTracerProvider, xray: bool) -> BoxLayer {
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("pennyworth"))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_filter(filter_fn(|m| m.is_span() && m.target() == TARGET));
+    super::mark_installed(xray);
+    Box::new(layer)
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The OTLP exporter's HTTP client: the gateway's hyper client, its requests run on the async
+/// runtime (the batch processor's thread has none) with a time limit.
+#[derive(Debug)]
+struct OtlpHttp {
+    client: Client<Https, Full<Bytes>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OtlpHttp {
+    fn new(runtime: tokio::runtime::Handle) -> Result<Self, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(Self { client, runtime })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttp {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, Full::new(body));
+        let task = self.runtime.spawn(async move {
+            tokio::time::timeout(EXPORT_TIMEOUT, async move {
+                let response = client.request(request).await?;
+                let (parts, body) = response.into_parts();
+                let body = http_body_util::Limited::new(body, 1 << 20)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
+            })
+            .await
+        });
+        let result = match task.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("the OTLP endpoint did not answer in time".into()),
+            Err(e) => Err(e.into()),
+        };
+        let failed = match &result {
+            Ok(r) if !r.status().is_success() => Some(format!("status {}", r.status().as_u16())),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(error = %e, "cannot send traces to the OTLP endpoint; they are dropped (said once)");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn choice() {
+        assert_eq!(from_env(env(&[]), false), None);
+        assert_eq!(from_env(env(&[]), true), None);
+        assert_eq!(
+            from_env(
+                env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]),
+                false
+            ),
+            Some(Exporter::Otlp)
+        );
+        assert_eq!(
+            from_env(
+                env(&[
+                    (
+                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                        "http://127.0.0.1:4318/v1/traces"
+                    ),
+                    ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000"),
+                ]),
+                true
+            ),
+            Some(Exporter::Otlp)
+        );
+        assert_eq!(
+            from_env(
+                env(&[("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000")]),
+                true
+            ),
+            Some(Exporter::Xray("169.254.79.129:2000".parse().unwrap()))
+        );
+        assert_eq!(
+            from_env(
+                env(&[(
+                    "AWS_XRAY_DAEMON_ADDRESS",
+                    "tcp:127.0.0.1:2000 udp:127.0.0.2:2001"
+                )]),
+                true
+            ),
+            Some(Exporter::Xray("127.0.0.2:2001".parse().unwrap()))
+        );
+        // `serve` does not talk to an X-Ray daemon.
+        assert_eq!(
+            from_env(env(&[("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")]), false),
+            None
+        );
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert_eq!(
+                from_env(
+                    env(&[
+                        off,
+                        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+                    ]),
+                    false
+                ),
+                None
+            );
+        }
+    }
+}
