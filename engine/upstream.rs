@@ -5,6 +5,32 @@ use crate::config::models::{ModelSpec, ProviderKind, RetrySpec, UpstreamSettings
 use crate::config::{ConfigError, locate};
 use std::time::Duration;
 
+/// The gateway's outgoing HTTP(S) client (OpenAI-compatible upstreams, the OTLP exporter).
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// Builds an [`HttpClient`]: http and https (system roots, ring), HTTP/1.1, idle connections
+/// kept 60 s, and TCP_NODELAY (a request head and body written separately must not wait for
+/// the peer's delayed ACK, nor a streamed body's chunks).
+pub fn http_client() -> Result<HttpClient, String> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https),
+    )
+}
+
 /// Default for `timeout_ms`: ten minutes, long enough for a large buffered answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default attempts (the first included).

@@ -17,9 +17,6 @@
 use super::TARGET;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_aws::xray_exporter::daemon_client::XrayDaemonClient;
 use opentelemetry_aws::xray_exporter::{SegmentTranslator, XrayExporter};
@@ -145,30 +142,17 @@ pub fn layer(provider: &SdkTracerProvider, xray: bool) -> BoxLayer {
     Box::new(layer)
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-
 /// The OTLP exporter's HTTP client: the gateway's hyper client, its requests run on the async
 /// runtime (the batch processor's thread has none) with a time limit.
 #[derive(Debug)]
 struct OtlpHttp {
-    client: Client<Https, Full<Bytes>>,
+    client: crate::upstream::HttpClient,
     runtime: tokio::runtime::Handle,
 }
 
 impl OtlpHttp {
     fn new(runtime: tokio::runtime::Handle) -> Result<Self, String> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+        let client = crate::upstream::http_client()?;
         Ok(Self { client, runtime })
     }
 }

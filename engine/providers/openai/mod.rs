@@ -17,15 +17,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Looks up an environment variable (tests pass their own).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -42,7 +37,7 @@ impl std::fmt::Debug for ApiKey {
 
 /// The OpenAI-compatible provider: one HTTP client, and the key of each alias.
 pub struct OpenAi {
-    client: Client<Https, Full<Bytes>>,
+    client: crate::upstream::HttpClient,
     keys: HashMap<String, ApiKey>,
 }
 
@@ -57,20 +52,7 @@ impl std::fmt::Debug for OpenAi {
 impl OpenAi {
     /// Builds the client and reads each alias's API key from `env` (once, at start).
     pub fn build(models: &[&ModelRuntime], env: &EnvLookup) -> Result<Self, String> {
-        // TCP_NODELAY: a request head and body written separately must not wait for the
-        // upstream's delayed ACK (Nagle), nor a streamed body's chunks.
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+        let client = crate::upstream::http_client()?;
         let mut keys = HashMap::new();
         for m in models {
             if let Some(var) = &m.upstream_settings.api_key_env {
