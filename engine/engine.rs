@@ -259,6 +259,16 @@ impl Engine {
         self.config.max_body_bytes
     }
 
+    /// True when `method path` is a public health route: answered at once from static data,
+    /// so `serve` can answer it off the workers that run model calls.
+    pub fn is_health_probe(&self, method: &Method, path: &str) -> bool {
+        matches!(
+            self.config.router.at(method, path),
+            Match::Found(route, _) if route.public
+                && route.handler == crate::config::routes::HandlerKind::Health
+        )
+    }
+
     /// True when `identity` may invoke `model` with the action of its kind.
     pub fn may_invoke(
         &self,

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -269,29 +269,132 @@ pub async fn serve_until(
     serve_with_limits(engine, listener, shutdown, abort, Limits::default()).await
 }
 
-/// Like [`serve`] within `limits`, and `abort` (first polled when the drain starts, e.g. a
-/// second Ctrl-C) ends the drain at once.
-pub async fn serve_with_limits(
+/// Most bytes of a new connection looked at (without consuming them) to tell a health probe
+/// from the rest: a request line with a long query string is simply not taken for one.
+const PEEK_BYTES: usize = 256;
+
+/// True when the bytes a connection starts with are a complete request line for a health
+/// route (`GET /v1/health HTTP/1.1`).
+fn starts_with_probe(engine: &Engine, head: &[u8]) -> bool {
+    let Some(end) = head.iter().position(|b| *b == b'\r' || *b == b'\n') else {
+        return false;
+    };
+    let mut parts = head[..end].split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(_version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(method), Ok(target)) = (
+        http::Method::from_bytes(method),
+        std::str::from_utf8(target),
+    ) else {
+        return false;
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    engine.is_health_probe(&method, path)
+}
+
+/// What every connection task needs, cloned per connection.
+#[derive(Clone)]
+struct Shared {
     engine: Arc<Engine>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    abort: impl Future<Output = ()>,
     limits: Limits,
-) -> std::io::Result<Stopped> {
-    let graceful = GracefulShutdown::new();
-    let open = OpenConnections::default();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let trimmer = tokio::spawn(trim_after_closes(engine.clone(), open.clone()));
-    let mut shutdown = std::pin::pin!(shutdown);
+    open: OpenConnections,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// The runtime whose workers run the engine for every request but health probes.
+    workers: tokio::runtime::Handle,
+    /// Turns true when the server stops accepting.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Serves one connection with hyper. On the accept lane (`on_lane`), a health probe is
+/// answered where it is and any other request runs on the workers; elsewhere everything runs
+/// where the connection is.
+async fn serve_connection(
+    shared: Shared,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+    on_lane: bool,
+) {
+    let engine = shared.engine.clone();
+    let limits = shared.limits;
+    let workers = shared.workers.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let engine = engine.clone();
+        let workers = workers.clone();
+        async move {
+            let response = if on_lane && !engine.is_health_probe(req.method(), req.uri().path()) {
+                match workers.spawn(answer(engine, limits, peer, req)).await {
+                    Ok(response) => response,
+                    Err(e) => crate::errors::ApiError::internal(&e).into_response(),
+                }
+            } else {
+                answer(engine, limits, peer, req).await
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.connection_buffer_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A new connection on the accept lane: a health probe's connection (told by its first
+/// request line) stays on the lane; any other moves to the workers' runtime.
+async fn route_connection(
+    shared: Shared,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    watcher: Watcher,
+) {
+    let guard = shared.open.enter();
+    let mut head = [0u8; PEEK_BYTES];
+    let mut stopping = shared.stopping.clone();
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(shared.limits.header_read_timeout, stream.peek(&mut head)) => peeked,
+        // No request yet: close, as hyper does with an idle connection when draining.
+        _ = stopping.wait_for(|s| *s) => return,
+    };
+    let probe = match peeked {
+        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return, // closed, failed, or silent past the deadline
+        Ok(Ok(n)) => starts_with_probe(&shared.engine, &head[..n]),
+    };
+    if probe {
+        serve_connection(shared, stream, peer, watcher, true).await;
+        drop((guard, slot));
+        return;
+    }
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let workers = shared.workers.clone();
+    workers.spawn(async move {
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => serve_connection(shared, stream, peer, watcher, false).await,
+            Err(e) => tracing::debug!(error = %e, "connection hand-over failed"),
+        }
+        drop((guard, slot));
+    });
+}
+
+/// The accept loop, on the accept lane, until `stop` changes.
+async fn accept_loop(shared: Shared, graceful: &GracefulShutdown, listener: TcpListener) {
+    let mut stop = shared.stopping.clone();
     loop {
         // At the cap, stop accepting: new connections wait in the kernel's backlog.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
+        let ready = tokio::select! {
+            permit = shared.slots.clone().acquire_owned() => permit.ok(),
+            _ = stop.changed() => break,
         };
+        let Some(permit) = ready else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -304,33 +407,86 @@ pub async fn serve_with_limits(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let engine = engine.clone();
-                let service = service_fn(move |req| {
-                    let engine = engine.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(answer(engine, limits, peer, req).await)
-                    }
-                });
-                let conn = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .max_buf_size(limits.connection_buffer_bytes.max(8192))
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                let guard = open.enter();
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    drop(guard);
-                    drop(slot);
-                });
+                let watcher = graceful.watcher();
+                tokio::spawn(route_connection(shared.clone(), stream, peer, permit, watcher));
             }
-            () = &mut shutdown => break,
+            _ = stop.changed() => break,
         }
     }
-    drop(listener);
+}
+
+/// Like [`serve`] within `limits`, and `abort` (first polled when the drain starts, e.g. a
+/// second Ctrl-C) ends the drain at once.
+///
+/// Connections are accepted on a thread of their own (the accept lane), which also serves the
+/// connections whose first request is a health probe: a probe is answered there even while
+/// the workers are saturated by model calls, and any other request runs on the workers of
+/// the runtime this is called on.
+pub async fn serve_with_limits(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    abort: impl Future<Output = ()>,
+    limits: Limits,
+) -> std::io::Result<Stopped> {
+    let graceful = GracefulShutdown::new();
+    let open = OpenConnections::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Shared {
+        engine: engine.clone(),
+        limits,
+        open: open.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
+        workers: tokio::runtime::Handle::current(),
+        stopping: stop_rx,
+    };
+    let listener = listener.into_std()?;
+    let lane = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The lane hands the shutdown helper back once it accepts no more connections.
+    let (stopped_tx, stopped_rx) =
+        tokio::sync::oneshot::channel::<std::io::Result<GracefulShutdown>>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("pennyworth-accept".into())
+        .spawn(move || {
+            lane.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = stopped_tx.send(Err(e));
+                        return;
+                    }
+                };
+                accept_loop(shared, &graceful, listener).await;
+                let _ = stopped_tx.send(Ok(graceful));
+                // Serve the probes' connections through the drain.
+                let _ = done_rx.await;
+            });
+        })?;
+    let _done = done_tx; // dropped on return: the lane thread ends
+    let trimmer = tokio::spawn(trim_after_closes(engine.clone(), open.clone()));
+    let mut stopped_rx = stopped_rx;
+    let early = tokio::select! {
+        () = shutdown => None,
+        ended = &mut stopped_rx => Some(ended),
+    };
+    let _ = stop_tx.send(true);
+    let ended = match early {
+        Some(ended) => ended,
+        None => stopped_rx.await,
+    };
     trimmer.abort();
+    let graceful = match ended {
+        Ok(Ok(graceful)) => graceful,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(std::io::Error::other(
+                "the accept thread ended unexpectedly",
+            ));
+        }
+    };
     let n = open.count();
     if n > 0 {
         tracing::info!(

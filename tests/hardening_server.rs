@@ -215,3 +215,65 @@ async fn a_refused_request_with_a_small_body_keeps_its_connection() {
         .expect("read");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
+
+/// Sends `request` on a blocking socket and reads one answer (headers and a JSON body).
+fn blocking_exchange(s: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}")) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Health probes are accepted and answered on the server's own accept thread: with the only
+/// worker thread busy (a blocking task standing in for a saturating load), a probe on a new
+/// connection is answered at once, and another request on the probe's connection still runs
+/// (on the worker, once it is free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn health_is_answered_while_the_workers_are_busy() {
+    let (addr, _, _dir) = start(Limits::default()).await;
+    let connect = || {
+        let s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    };
+    let health = "GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n";
+    // Warm: the server answers.
+    assert!(blocking_exchange(&mut connect(), health).starts_with("HTTP/1.1 200"));
+
+    let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+    tokio::spawn(async move {
+        let _ = busy_tx.send(());
+        std::thread::sleep(Duration::from_secs(3)); // holds the only worker
+    });
+    busy_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the worker took the blocking task");
+
+    let started = std::time::Instant::now();
+    let mut probe = connect();
+    let answer = blocking_exchange(&mut probe, health);
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "health took {took:?} with the worker busy"
+    );
+
+    // Any other request on the probe's connection is served by the workers.
+    let version = blocking_exchange(&mut probe, "GET /v1/version HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(version.starts_with("HTTP/1.1 200"), "{version}");
+    assert!(version.contains("\"version\""), "{version}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the version request ran before the busy worker was free"
+    );
+}
