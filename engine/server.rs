@@ -309,8 +309,8 @@ struct Shared {
 }
 
 /// Serves one connection with hyper. On the accept lane (`on_lane`), a health probe is
-/// answered where it is and any other request runs on the workers; elsewhere everything runs
-/// where the connection is.
+/// answered where it is and any other request runs on the workers, after which the connection
+/// closes; elsewhere everything runs where the connection is.
 async fn serve_connection(
     shared: Shared,
     stream: tokio::net::TcpStream,
@@ -326,10 +326,14 @@ async fn serve_connection(
         let workers = workers.clone();
         async move {
             let response = if on_lane && !engine.is_health_probe(req.method(), req.uri().path()) {
-                match workers.spawn(answer(engine, limits, peer, req)).await {
-                    Ok(response) => response,
-                    Err(e) => crate::errors::ApiError::internal(&e).into_response(),
-                }
+                // Run it on the workers, and close the connection after it: the client's next
+                // connection goes to the workers, so only probes keep the lane busy.
+                closing(
+                    match workers.spawn(answer(engine, limits, peer, req)).await {
+                        Ok(response) => response,
+                        Err(e) => crate::errors::ApiError::internal(&e).into_response(),
+                    },
+                )
             } else {
                 answer(engine, limits, peer, req).await
             };

@@ -234,7 +234,7 @@ fn blocking_exchange(s: &mut std::net::TcpStream, request: &str) -> String {
 /// Health probes are accepted and answered on the server's own accept thread: with the only
 /// worker thread busy (a blocking task standing in for a saturating load), a probe on a new
 /// connection is answered at once, and another request on the probe's connection still runs
-/// (on the worker, once it is free).
+/// (on the worker, once it is free), and closes that connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn health_is_answered_while_the_workers_are_busy() {
     let (addr, _, _dir) = start(Limits::default()).await;
@@ -272,6 +272,11 @@ async fn health_is_answered_while_the_workers_are_busy() {
     let version = blocking_exchange(&mut probe, "GET /v1/version HTTP/1.1\r\nhost: x\r\n\r\n");
     assert!(version.starts_with("HTTP/1.1 200"), "{version}");
     assert!(version.contains("\"version\""), "{version}");
+    // ... which then closes the connection, so the client's next one goes to the workers.
+    assert!(
+        version.to_ascii_lowercase().contains("connection: close"),
+        "{version}"
+    );
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the version request ran before the busy worker was free"
