@@ -11,7 +11,8 @@
 //!   `contentBlockDelta` events, `contentBlockStop`, `messageStop` and `metadata`, in
 //!   `application/vnd.amazon.eventstream` framing.
 //!
-//! `cargo run --release --example instant_upstream -- --port 9201 [--chunks 20]`
+//! `cargo run --release --example instant_upstream -- --port 9201 [--chunks 20]`; with
+//! `--dump DIR` it writes the answers as files for nginx instead (`BENCH_UPSTREAM=nginx`).
 
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
@@ -153,10 +154,37 @@ async fn answer(
     })
 }
 
+/// Writes the four answers under `dir` at their request paths (for a static file server such
+/// as nginx): `v1/chat/completions`, `stream/v1/chat/completions`,
+/// `model/bench-model/converse` and `model/bench-model/converse-stream`.
+fn dump(dir: &str, a: &Answers) {
+    for (path, body) in [
+        ("v1/chat/completions", &a.chat),
+        ("stream/v1/chat/completions", &a.chat_stream),
+        ("model/bench-model/converse", &a.converse),
+        ("model/bench-model/converse-stream", &a.converse_stream),
+    ] {
+        let file = std::path::Path::new(dir).join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).expect("create the answer's folder");
+        }
+        std::fs::write(&file, body).expect("write the answer");
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let port = arg("--port", 9201);
     let answers = Arc::new(answers(arg("--chunks", 20)));
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--dump")
+        .and_then(|i| args.get(i + 1))
+    {
+        dump(dir, &answers);
+        return;
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port as u16))
         .await
         .expect("bind");

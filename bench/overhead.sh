@@ -18,8 +18,10 @@
 # (50), BENCH_PATHS ("openai openai-stream bedrock bedrock-stream"), BENCH_GATEWAY (a
 # pennyworth binary to measure instead of building this tree's), BENCH_UP_PORT (9201),
 # BENCH_GW_PORT (9202), OHA, BENCH_PERF_DIR (record `perf record -g` profiles of the gateway
-# during its closed-loop runs there, one `<path>.data` each). Needs taskset, python3; installs
-# oha into ~/.cache/oha if missing.
+# during its closed-loop runs there, one `<path>.data` each), BENCH_UPSTREAM (`instant`, the
+# default, or `nginx`: one nginx worker serving the same answers as static files, the
+# upstream of the issue's table; installed with apt-get when missing and running as root).
+# Needs taskset, python3; installs oha into ~/.cache/oha if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ CHUNKS="${BENCH_CHUNKS:-20}"
 CONNS="${BENCH_CONNECTIONS:-50}"
 PATHS="${BENCH_PATHS:-openai openai-stream bedrock bedrock-stream}"
 UP_PORT="${BENCH_UP_PORT:-9201}"
+UPSTREAM="${BENCH_UPSTREAM:-instant}"
 GW_PORT="${BENCH_GW_PORT:-9202}"
 target="${CARGO_TARGET_DIR:-target}"
 
@@ -54,10 +57,58 @@ cleanup() {
 }
 trap cleanup EXIT
 
-taskset -c 1 "$target/release/examples/instant_upstream" --port "$UP_PORT" --chunks "$CHUNKS" \
-  > "$work/up.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/up.log" && break; sleep 0.05; done
+if [ "$UPSTREAM" = nginx ]; then
+  if ! command -v nginx > /dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get > /dev/null; then
+      apt-get update -qq >&2 && apt-get install -y -qq nginx-light >&2
+    else
+      echo "nginx is required for BENCH_UPSTREAM=nginx (apt-get install -y nginx-light)" >&2
+      exit 1
+    fi
+  fi
+  "$target/release/examples/instant_upstream" --chunks "$CHUNKS" --dump "$work/www"
+  mkdir -p "$work/nginx"
+  # POST to a static file is a 405 in nginx; `error_page 405 =200 $uri` serves the file.
+  cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  tcp_nodelay on;
+  open_file_cache max=16;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    root $work/www;
+    error_page 405 =200 \$uri;
+    location = /v1/chat/completions { default_type application/json; }
+    location = /stream/v1/chat/completions { default_type text/event-stream; }
+    location = /model/bench-model/converse { default_type application/json; }
+    location = /model/bench-model/converse-stream { default_type application/vnd.amazon.eventstream; }
+  }
+}
+EOF
+  taskset -c 1 nginx -c "$work/nginx.conf" -p "$work/nginx" -g 'daemon off;' > "$work/up.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -X POST "http://127.0.0.1:$UP_PORT/v1/chat/completions" && break
+    sleep 0.05
+  done
+else
+  taskset -c 1 "$target/release/examples/instant_upstream" --port "$UP_PORT" --chunks "$CHUNKS" \
+    > "$work/up.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q listening "$work/up.log" && break; sleep 0.05; done
+fi
 
 mkdir -p "$work/config/policies"
 cp routes.yaml "$work/config/"
@@ -68,6 +119,11 @@ models:
     provider: openai
     upstream: bench-upstream
     base_url: http://127.0.0.1:$UP_PORT/v1
+    groups: [standard]
+  oa-stream:
+    provider: openai
+    upstream: bench-upstream
+    base_url: http://127.0.0.1:$UP_PORT/stream/v1
     groups: [standard]
   br:
     provider: bedrock
@@ -88,7 +144,7 @@ grep -q listening "$work/gw.out" || { cat "$work/gw.log" >&2; echo "gateway did 
 
 msg='[{"role":"user","content":"Say hello to the benchmark."}]'
 echo "{\"model\":\"oa\",\"messages\":$msg}" > "$work/openai.json"
-echo "{\"model\":\"oa\",\"messages\":$msg,\"stream\":true}" > "$work/openai-stream.json"
+echo "{\"model\":\"oa-stream\",\"messages\":$msg,\"stream\":true}" > "$work/openai-stream.json"
 echo "{\"model\":\"br\",\"messages\":$msg}" > "$work/bedrock.json"
 echo "{\"model\":\"br\",\"messages\":$msg,\"stream\":true}" > "$work/bedrock-stream.json"
 echo "{\"model\":\"bench-upstream\",\"messages\":$msg}" > "$work/direct-openai.json"
@@ -99,7 +155,8 @@ cp "$work/direct-bedrock.json" "$work/direct-bedrock-stream.json"
 gw_url="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 direct_url() {
   case "$1" in
-    openai*) echo "http://127.0.0.1:$UP_PORT/v1/chat/completions" ;;
+    openai) echo "http://127.0.0.1:$UP_PORT/v1/chat/completions" ;;
+    openai-stream) echo "http://127.0.0.1:$UP_PORT/stream/v1/chat/completions" ;;
     bedrock-stream) echo "http://127.0.0.1:$UP_PORT/model/bench-model/converse-stream" ;;
     bedrock) echo "http://127.0.0.1:$UP_PORT/model/bench-model/converse" ;;
   esac
@@ -156,7 +213,7 @@ label() {
 cat <<EOF
 commit $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- engine Cargo.toml || echo " (modified)"), gateway $gateway
 $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) CPUs ($(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)
-closed loop: $CONNS connections, $DURATION; open loop: $RATE req/s over $CONNS connections, $DURATION, --latency-correction; $(${OHA} --version)
+upstream: $UPSTREAM; closed loop: $CONNS connections, $DURATION; open loop: $RATE req/s over $CONNS connections, $DURATION, --latency-correction; $(${OHA} --version)
 
 | path | closed loop req/s (direct) | gateway/direct | gateway CPU µs/req closed (open) | open loop p99 ms (direct) | added p99 ms | not 2xx or failed |
 |---|---:|---:|---:|---:|---:|---:|
