@@ -123,39 +123,16 @@ impl DynamoUsageStore {
     /// Builds the client once (cold start). Must be called inside a Tokio runtime, whose
     /// handle runs the writes.
     pub async fn new(settings: DynamoSettings) -> Self {
-        use aws_config::{BehaviorVersion, Region};
-        let http = crate::aws::http_client();
-        let config = match &settings.static_credentials {
-            Some((id, secret)) => {
-                let mut b = aws_sdk_dynamodb::config::Builder::new()
-                    .behavior_version(BehaviorVersion::latest())
-                    .http_client(http)
-                    .region(Region::new(settings.region.clone()))
-                    .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                        id,
-                        secret,
-                        None,
-                        None,
-                        "pennyworth-static",
-                    ));
-                if let Some(e) = &settings.endpoint {
-                    b = b.endpoint_url(e);
-                }
-                b.build()
-            }
-            None => {
-                let shared = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .region(Region::new(settings.region.clone()))
-                    .load()
-                    .await;
-                let mut b = aws_sdk_dynamodb::config::Builder::from(&shared);
-                if let Some(e) = &settings.endpoint {
-                    b = b.endpoint_url(e);
-                }
-                b.build()
-            }
-        };
+        let shared = crate::aws::sdk_config(
+            &settings.region,
+            settings.endpoint.as_deref(),
+            settings
+                .static_credentials
+                .as_ref()
+                .map(|(id, secret)| (id.as_str(), secret.as_str())),
+        )
+        .await;
+        let config = aws_sdk_dynamodb::config::Builder::from(&shared).build();
         Self {
             client: Client::from_conf(config),
             table: settings.table,
