@@ -11,7 +11,7 @@ use crate::providers::ProviderError;
 use crate::upstream::{HttpClient, RetryPolicy};
 use aws_sdk_bedrockruntime::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderValue, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -25,6 +25,8 @@ const QUOTA: u32 = 500;
 const RETRY_COST: u32 = 5;
 /// What a retry after a transient failure (a timeout, a 5xx) takes.
 const TRANSIENT_RETRY_COST: u32 = 10;
+/// The `user-agent` of Bedrock calls (not signed, as the SDK leaves it out too).
+const AGENT: &str = concat!("pennyworth/", env!("CARGO_PKG_VERSION"));
 /// Longest error body read.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -237,6 +239,7 @@ impl Client {
         let mut builder = http::Request::post(url)
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(USER_AGENT, HeaderValue::from_static(AGENT))
             .header("x-amz-date", sig.date);
         if let Some(t) = sig.token {
             builder = builder.header("x-amz-security-token", t);
