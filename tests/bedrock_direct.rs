@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use pennyworth::inference::{Delta, Event};
 use pennyworth::providers::ProviderError;
-use pennyworth::providers::bedrock::client::Client;
+use pennyworth::providers::bedrock::client::{Auth, Client};
 use pennyworth::providers::bedrock::sign::CredentialCache;
 use pennyworth::providers::bedrock::stream;
 use pennyworth::upstream::{RetryPolicy, http_client_with};
@@ -36,7 +36,7 @@ fn client(url: &str, max_attempts: u32, token: Option<&str>) -> Client {
         http_client_with(Some(Duration::from_secs(1))).unwrap(),
         url,
         "us-east-1",
-        CredentialCache::fixed(creds(token)),
+        Auth::SigV4(CredentialCache::fixed(creds(token))),
         RetryPolicy {
             max_attempts,
             initial_backoff: Duration::from_millis(1),
@@ -402,4 +402,93 @@ async fn an_endpoint_with_a_path_prefix_is_called_and_signed_with_it() {
     let host = server.url().trim_start_matches("http://").to_string();
     let raw_path = format!("/prefix{}", Client::path(MODEL, "converse"));
     assert_eq!(r.authorization(), expected_signature(r, &host, &raw_path));
+}
+
+#[tokio::test]
+async fn frames_split_across_reads_are_gathered() {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let mut wire = Vec::new();
+    let words = ["Hello", " from", " a", " slow", " socket"];
+    let mut events = vec![("messageStart", json!({"role": "assistant"}))];
+    for w in words {
+        events.push((
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": w}}),
+        ));
+    }
+    events.push(("contentBlockStop", json!({"contentBlockIndex": 0})));
+    events.push(("messageStop", json!({"stopReason": "end_turn"})));
+    for (kind, payload) in events {
+        let m = Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(":event-type", HeaderValue::String(kind.into())))
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("event".into()),
+            ));
+        aws_smithy_eventstream::frame::write_message_to(&m, &mut wire).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = socket.read(&mut buf).await;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\ncontent-length: {}\r\n\r\n",
+            wire.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        // Pieces that cut every frame's prelude, headers and payload somewhere.
+        for piece in wire.chunks(7) {
+            socket.write_all(piece).await.unwrap();
+            socket.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let c = client(&url, 1, None);
+    let response = c
+        .send("claude", &Client::path(MODEL, "converse-stream"), body())
+        .await
+        .unwrap();
+    let items: Vec<_> = stream::events(response.into_body(), "claude")
+        .collect()
+        .await;
+    task.abort();
+    let text: String = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok(Event::Delta {
+                delta: Delta::Text(t),
+                ..
+            }) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Hello from a slow socket", "{items:?}");
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    assert!(
+        matches!(items.last(), Some(Ok(Event::Stop(_)))),
+        "{items:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bedrock_api_key_is_sent_as_a_bearer_token_unsigned() {
+    let server = BedrockServer::start().await;
+    let c = Client::new(
+        http_client_with(Some(Duration::from_secs(1))).unwrap(),
+        &server.url(),
+        "us-east-1",
+        Auth::bearer("bedrock-api-key-123").unwrap(),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let (out, _) = converse(&c).await;
+    out.unwrap();
+    let r = &server.recorded()[0];
+    assert_eq!(r.authorization(), "Bearer bedrock-api-key-123");
+    assert!(!r.headers.contains_key("x-amz-date"));
+    assert!(Auth::bearer("bad\nkey").is_none());
 }

@@ -93,6 +93,34 @@ fn random_fraction() -> f64 {
     f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
 }
 
+/// How calls are authenticated.
+#[derive(Clone)]
+pub enum Auth {
+    /// SigV4 with AWS credentials.
+    SigV4(CredentialCache),
+    /// A Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`), sent as `Authorization: Bearer`, as
+    /// the SDK does when that variable is set.
+    Bearer(HeaderValue),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::SigV4(_) => "SigV4",
+            Auth::Bearer(_) => "Bearer",
+        })
+    }
+}
+
+impl Auth {
+    /// Bearer authentication with an API key (`None`: the key is not usable in a header).
+    pub fn bearer(key: &str) -> Option<Self> {
+        let mut v = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+        v.set_sensitive(true);
+        Some(Auth::Bearer(v))
+    }
+}
+
 /// The client of one region, endpoint and retry policy.
 pub struct Client {
     http: HttpClient,
@@ -101,7 +129,7 @@ pub struct Client {
     /// The endpoint's path prefix (part of `base`), for the canonical request.
     prefix: String,
     host: HeaderValue,
-    credentials: CredentialCache,
+    auth: Auth,
     signer: Signer,
     retry: RetryPolicy,
     quota: Arc<AtomicU32>,
@@ -160,7 +188,7 @@ impl Client {
         http: HttpClient,
         endpoint: &str,
         region: &str,
-        credentials: CredentialCache,
+        auth: Auth,
         retry: RetryPolicy,
     ) -> Result<Self, String> {
         let uri: http::Uri = endpoint
@@ -178,7 +206,7 @@ impl Client {
             base: format!("{scheme}://{authority}{prefix}"),
             prefix,
             host,
-            credentials,
+            auth,
             signer: Signer::new(region),
             retry,
             quota: Arc::new(AtomicU32::new(QUOTA)),
@@ -221,39 +249,41 @@ impl Client {
         alias: &str,
         a: &Attempt<'_>,
     ) -> Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, ProviderError> {
-        let creds = self
-            .credentials
-            .get()
-            .await
-            .map_err(|detail| super::sign::no_credentials(alias, &detail))?;
-        let mut signed_path = String::with_capacity(self.prefix.len() + a.path.len());
-        signed_path.push_str(&self.prefix);
-        signed_path.push_str(a.path);
-        let host = self.host.to_str().unwrap_or_default();
-        let sig = self
-            .signer
-            .sign(&creds, host, &signed_path, a.body, SystemTime::now());
         let mut url = String::with_capacity(self.base.len() + a.path.len());
         url.push_str(&self.base);
         url.push_str(a.path);
         let mut builder = http::Request::post(url)
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(USER_AGENT, HeaderValue::from_static(AGENT))
-            .header("x-amz-date", sig.date);
-        if let Some(t) = sig.token {
-            builder = builder.header("x-amz-security-token", t);
+            .header(USER_AGENT, HeaderValue::from_static(AGENT));
+        match &self.auth {
+            Auth::SigV4(credentials) => {
+                let creds = credentials
+                    .get()
+                    .await
+                    .map_err(|detail| super::sign::no_credentials(alias, &detail))?;
+                let mut signed_path = String::with_capacity(self.prefix.len() + a.path.len());
+                signed_path.push_str(&self.prefix);
+                signed_path.push_str(a.path);
+                let host = self.host.to_str().unwrap_or_default();
+                let sig = self
+                    .signer
+                    .sign(&creds, host, &signed_path, a.body, SystemTime::now());
+                builder = builder.header("x-amz-date", sig.date);
+                if let Some(t) = sig.token {
+                    builder = builder.header("x-amz-security-token", t);
+                }
+                builder = builder.header(AUTHORIZATION, sig.authorization);
+            }
+            Auth::Bearer(key) => builder = builder.header(AUTHORIZATION, key.clone()),
         }
-        let mut request = builder
-            .header(AUTHORIZATION, sig.authorization)
-            .body(Full::new(a.body.clone()))
-            .map_err(|e| {
-                errors::dispatch_failure(
-                    alias,
-                    ProviderError::Upstream,
-                    &format!("cannot build the Bedrock request: {e}"),
-                )
-            })?;
+        let mut request = builder.body(Full::new(a.body.clone())).map_err(|e| {
+            errors::dispatch_failure(
+                alias,
+                ProviderError::Upstream,
+                &format!("cannot build the Bedrock request: {e}"),
+            )
+        })?;
         if let Some(v) = request.headers_mut().get_mut(AUTHORIZATION) {
             v.set_sensitive(true);
         }

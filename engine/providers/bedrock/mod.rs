@@ -3,8 +3,10 @@
 //! request (`convert.rs`, `wire.rs`), signed with SigV4 (`sign.rs`), sent on the gateway's
 //! hyper client with the AWS SDK's standard retry behaviour (`client.rs`), answers and
 //! ConverseStream's event stream decoded into typed structs (`response.rs`, `stream.rs`).
-//! The AWS SDK supplies what is not per call: the endpoint rules (resolved once per client)
-//! and the credential provider chain (behind a cache shared by every client).
+//! The AWS SDK supplies what is not per call: the endpoint rules (resolved once per client),
+//! the credential provider chain (behind a cache shared by every client) and the service's
+//! own settings (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, and `AWS_BEARER_TOKEN_BEDROCK`, a
+//! Bedrock API key sent as a bearer token instead of signing, as the SDK does).
 //!
 //! Clients are built once, one per distinct region, endpoint and retry policy, and shared by
 //! the aliases that use them.
@@ -26,7 +28,7 @@ use crate::upstream::RetryPolicy;
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
-use client::{Client, EndpointSettings};
+use client::{Auth, Client, EndpointSettings};
 use http_body_util::BodyExt;
 use sign::CredentialCache;
 use std::collections::HashMap;
@@ -99,11 +101,24 @@ impl Bedrock {
                 Some(loader.load().await)
             }
         };
-        let credentials = match (&settings.credentials, &base) {
-            (Some(c), _) => CredentialCache::fixed(c.clone()),
-            (None, Some(sdk)) => CredentialCache::provider(sdk.credentials_provider()),
-            (None, None) => CredentialCache::provider(None),
+        let api_key = base
+            .as_ref()
+            .and_then(|sdk| service_setting(sdk, "bedrock", "AWS_BEARER_TOKEN", ""));
+        let auth = match (&settings.credentials, &base, api_key) {
+            (Some(c), _, _) => Auth::SigV4(CredentialCache::fixed(c.clone())),
+            (None, _, Some(key)) => Auth::bearer(&key)
+                .ok_or("AWS_BEARER_TOKEN_BEDROCK holds characters not allowed in an HTTP header")?,
+            (None, Some(sdk), None) => {
+                Auth::SigV4(CredentialCache::provider(sdk.credentials_provider()))
+            }
+            (None, None, None) => Auth::SigV4(CredentialCache::provider(None)),
         };
+        // The service's own endpoint variable (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, or
+        // `endpoint_url` in the profile's `services` section) before the general one.
+        let default_endpoint = base.as_ref().and_then(|sdk| {
+            service_setting(sdk, "Bedrock Runtime", "AWS_ENDPOINT_URL", "endpoint_url")
+                .or_else(|| sdk.endpoint_url().map(str::to_string))
+        });
         let default_region = settings.default_region.clone().or_else(|| {
             base.as_ref()
                 .and_then(|b| b.region().map(|r| r.as_ref().to_string()))
@@ -125,10 +140,7 @@ impl Bedrock {
                 })?;
             let key = ClientKey {
                 region,
-                endpoint: s.endpoint_url.clone().or_else(|| {
-                    base.as_ref()
-                        .and_then(|b| b.endpoint_url().map(str::to_string))
-                }),
+                endpoint: s.endpoint_url.clone().or_else(|| default_endpoint.clone()),
                 retry: s.retry,
             };
             let client = match shared.get(&key) {
@@ -149,7 +161,7 @@ impl Bedrock {
                         http.clone(),
                         &endpoint,
                         &key.region,
-                        credentials.clone(),
+                        auth.clone(),
                         key.retry,
                     )?);
                     shared.insert(key, c.clone());
@@ -191,6 +203,24 @@ impl Bedrock {
         let body = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
         to_json(&body, &model.alias)
     }
+}
+
+/// A service-specific setting of the environment or profile, as the SDK reads it.
+fn service_setting(
+    sdk: &aws_config::SdkConfig,
+    service_id: &str,
+    env: &str,
+    profile: &str,
+) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env(env)
+        .profile(profile)
+        .build()
+        .ok()?;
+    sdk.service_config()?
+        .load_config(key)
+        .filter(|v| !v.is_empty())
 }
 
 fn to_json(body: &impl serde::Serialize, alias: &str) -> Result<Bytes, ProviderError> {

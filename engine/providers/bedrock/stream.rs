@@ -1,14 +1,15 @@
 //! ConverseStream answers: `application/vnd.amazon.eventstream` frames decoded from the
 //! response body as they arrive (prelude and message CRCs checked, headers read in place,
 //! no allocation per frame beyond the event's own strings), each event's JSON payload read
-//! into its typed struct and mapped straight into the stream's queue.
+//! into its typed struct and mapped straight into the stream's queue. A frame inside one of
+//! the body's data chunks is a slice of it (no copy); one split across chunks is gathered.
 
 use super::errors;
 use super::response::{StreamEvent, StreamMapper};
 use super::wire::ErrorBody;
 use crate::inference::{Event, EventStream};
 use crate::providers::ProviderError;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -56,10 +57,14 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     Ok(Some(total))
 }
 
-/// Splits one whole frame into its headers and payload (CRCs checked).
+/// Splits one whole frame into its headers and payload (lengths and the message CRC, which
+/// covers the prelude too, checked).
 pub fn parse_frame(frame: &[u8]) -> Result<(Headers<'_>, &[u8]), FrameError> {
     let total = frame.len();
-    if total < MIN_FRAME || frame_len(frame)? != Some(total) {
+    if total < MIN_FRAME
+        || be_u32(frame) as usize != total
+        || be_u32(&frame[4..]) as usize > total - MIN_FRAME
+    {
         return Err(FrameError("invalid frame lengths"));
     }
     if crc32fast::hash(&frame[..total - 4]) != be_u32(&frame[total - 4..]) {
@@ -191,7 +196,10 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
 
 struct State {
     body: Incoming,
-    buf: BytesMut,
+    /// The body's latest data not yet decoded; frames are cut from it without a copy.
+    chunk: Bytes,
+    /// A frame that straddles the body's data chunks, gathered.
+    partial: BytesMut,
     mapper: StreamMapper,
     pending: VecDeque<Event>,
     done: bool,
@@ -199,34 +207,50 @@ struct State {
 }
 
 impl State {
-    /// The next whole frame of the buffer, reading the body as needed (`None`: the body ended
-    /// cleanly between frames).
+    fn failure(&self, e: FrameError) -> ProviderError {
+        errors::stream_failure(&self.alias, e.0)
+    }
+
+    /// The next whole frame, reading the body as needed (`None`: the body ended cleanly
+    /// between frames). Frames inside one data chunk are slices of it; only a frame split
+    /// across chunks is copied.
     async fn frame(&mut self) -> Result<Option<Bytes>, ProviderError> {
         loop {
-            match frame_len(&self.buf) {
-                Ok(Some(total)) if self.buf.len() >= total => {
-                    return Ok(Some(self.buf.split_to(total).freeze()));
+            if self.partial.is_empty() {
+                match frame_len(&self.chunk) {
+                    Ok(Some(total)) if self.chunk.len() >= total => {
+                        return Ok(Some(self.chunk.split_to(total)));
+                    }
+                    Ok(_) => {
+                        self.partial.extend_from_slice(&self.chunk);
+                        self.chunk.clear();
+                    }
+                    Err(e) => return Err(self.failure(e)),
                 }
-                Ok(_) => {}
-                Err(e) => return Err(errors::stream_failure(&self.alias, e.0)),
+            } else {
+                self.partial.extend_from_slice(&self.chunk);
+                self.chunk.clear();
+                match frame_len(&self.partial) {
+                    Ok(Some(total)) if self.partial.len() >= total => {
+                        let frame = self.partial.split_to(total).freeze();
+                        self.chunk = self.partial.split().freeze();
+                        return Ok(Some(frame));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(self.failure(e)),
+                }
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
-                    if let Ok(mut data) = frame.into_data() {
-                        self.buf.reserve(data.remaining());
-                        while data.has_remaining() {
-                            let chunk = data.chunk();
-                            self.buf.extend_from_slice(chunk);
-                            let n = chunk.len();
-                            data.advance(n);
-                        }
+                    if let Ok(data) = frame.into_data() {
+                        self.chunk = data;
                     }
                 }
                 Some(Err(e)) => {
                     let detail = format!("reading the event stream failed: {e}");
                     return Err(errors::stream_failure(&self.alias, &detail));
                 }
-                None if self.buf.is_empty() => return Ok(None),
+                None if self.partial.is_empty() => return Ok(None),
                 None => {
                     return Err(errors::stream_failure(
                         &self.alias,
@@ -243,7 +267,8 @@ impl State {
 pub fn events(body: Incoming, alias: &str) -> EventStream {
     let state = State {
         body,
-        buf: BytesMut::with_capacity(8 * 1024),
+        chunk: Bytes::new(),
+        partial: BytesMut::new(),
         mapper: StreamMapper::default(),
         pending: VecDeque::new(),
         done: false,
