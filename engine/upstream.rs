@@ -15,9 +15,15 @@ pub type HttpClient = hyper_util::client::legacy::Client<
 /// kept 60 s, and TCP_NODELAY (a request head and body written separately must not wait for
 /// the peer's delayed ACK, nor a streamed body's chunks).
 pub fn http_client() -> Result<HttpClient, String> {
+    http_client_with(None)
+}
+
+/// [`http_client`] with a limit on how long a TCP connection may take to open (Bedrock's).
+pub fn http_client_with(connect_timeout: Option<Duration>) -> Result<HttpClient, String> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    http.set_connect_timeout(connect_timeout);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?

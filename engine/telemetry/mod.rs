@@ -17,7 +17,7 @@ pub mod export;
 mod model;
 mod stages;
 
-pub use model::{BedrockAttempts, ModelCall, Operation};
+pub use model::{ModelCall, Operation};
 pub use stages::{authenticate_span, authorize_span, finish, handler_span, record_verdict, start};
 
 use http::HeaderMap;

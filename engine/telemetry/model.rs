@@ -183,33 +183,3 @@ impl ModelCall {
             .boxed()
     }
 }
-
-/// Records on the model call's span (the current span when the SDK runs) how many times the
-/// Bedrock SDK retried the call (its retries happen inside the SDK), once, when it is done.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BedrockAttempts;
-
-impl aws_sdk_bedrockruntime::config::Intercept for BedrockAttempts {
-    fn name(&self) -> &'static str {
-        "pennyworth::telemetry::BedrockAttempts"
-    }
-
-    fn read_after_execution(
-        &self,
-        _context: &aws_sdk_bedrockruntime::config::interceptors::FinalizerInterceptorContextRef<'_>,
-        _components: &aws_sdk_bedrockruntime::config::RuntimeComponents,
-        cfg: &mut aws_sdk_bedrockruntime::config::ConfigBag,
-    ) -> Result<(), aws_sdk_bedrockruntime::error::BoxError> {
-        if !super::enabled() {
-            return Ok(());
-        }
-        // The SDK numbers its attempts from 1.
-        let n = cfg
-            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
-            .map_or(1, |a| a.attempts());
-        if n > 1 {
-            Span::current().record("retries", i64::from(n - 1));
-        }
-        Ok(())
-    }
-}

@@ -1,23 +1,18 @@
 //! Neutral request → Bedrock Converse request. `doc/providers.md` describes the mapping; the
 //! golden tests in `tests/bedrock_mapping.rs` show it on representative requests.
 
+use super::wire::{
+    Blob, BytesSource, CachePoint, ContentBlock, ConverseBody, DocumentBlock, Empty, ImageBlock,
+    InferenceConfig, JsonSchema, JsonSchemaDefinition, Message, NamedTool, OutputConfig,
+    OutputFormat, OutputStructure, ReasoningBlock, ReasoningText, Role, SystemBlock, Tool,
+    ToolChoice as BedrockToolChoice, ToolConfig, ToolResultBlock, ToolResultContent, ToolSpec,
+    ToolUseBlock,
+};
 use crate::config::models::ReasoningStyle;
 use crate::engine::ModelRuntime;
 use crate::inference::{self as inf, Block, CacheTtl, ImageSource as Source, OutputFormat as Out};
 use crate::providers::ProviderError;
-use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::types::{
-    AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as BedrockTtl,
-    ContentBlock, ConversationRole, DocumentBlock, DocumentFormat, DocumentSource, ImageBlock,
-    ImageFormat, ImageSource, InferenceConfiguration, JsonSchemaDefinition, Message, OutputConfig,
-    OutputFormat, OutputFormatStructure, OutputFormatType, ReasoningContentBlock,
-    ReasoningTextBlock, SpecificToolChoice, SystemContentBlock, Tool,
-    ToolChoice as BedrockToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
-    ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
-};
-use aws_smithy_types::{Document, Number};
 use base64::Engine as _;
-use std::collections::HashMap;
 
 /// The system instruction added for `response_format: {"type":"json_object"}`.
 pub const JSON_OBJECT_INSTRUCTION: &str =
@@ -37,82 +32,38 @@ pub fn thinking_budget(effort: &str) -> Option<u32> {
 /// Output tokens left for the answer when a request sets no limit and thinking is on.
 const ANSWER_TOKENS_AFTER_THINKING: u32 = 4096;
 
-/// Everything a Converse or ConverseStream call takes besides the model id.
-#[derive(Debug, Clone, Default)]
-pub struct ConverseParts {
-    /// System prompt blocks.
-    pub system: Vec<SystemContentBlock>,
-    /// Conversation, strictly alternating user and assistant.
-    pub messages: Vec<Message>,
-    /// Sampling and limits.
-    pub inference: Option<InferenceConfiguration>,
-    /// Tools.
-    pub tool_config: Option<ToolConfiguration>,
-    /// Model-specific fields (Claude `thinking`, gpt-oss `reasoning_effort`).
-    pub additional_fields: Option<Document>,
-    /// Structured output.
-    pub output_config: Option<OutputConfig>,
-}
-
 fn invalid(param: String, message: String) -> ProviderError {
     ProviderError::InvalidParam { param, message }
 }
 
-/// `serde_json::Value` → Smithy document.
-pub fn to_document(v: &serde_json::Value) -> Document {
+/// `v` with every object's keys sorted, as the answers' tool arguments have always come out
+/// (the SDK's documents were hash maps, read back in sorted order).
+pub fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
     match v {
-        serde_json::Value::Null => Document::Null,
-        serde_json::Value::Bool(b) => Document::Bool(*b),
-        serde_json::Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Document::Number(Number::PosInt(u))
-            } else if let Some(i) = n.as_i64() {
-                Document::Number(Number::NegInt(i))
-            } else {
-                Document::Number(Number::Float(n.as_f64().unwrap_or_default()))
-            }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted_keys).collect())
         }
-        serde_json::Value::String(s) => Document::String(s.clone()),
-        serde_json::Value::Array(a) => Document::Array(a.iter().map(to_document).collect()),
-        serde_json::Value::Object(o) => Document::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), to_document(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
-
-/// Smithy document → `serde_json::Value`, object keys sorted.
-pub fn from_document(d: &Document) -> serde_json::Value {
-    match d {
-        Document::Null => serde_json::Value::Null,
-        Document::Bool(b) => serde_json::Value::Bool(*b),
-        Document::Number(Number::PosInt(u)) => serde_json::Value::from(*u),
-        Document::Number(Number::NegInt(i)) => serde_json::Value::from(*i),
-        Document::Number(Number::Float(f)) => serde_json::Number::from_f64(*f)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Document::String(s) => serde_json::Value::String(s.clone()),
-        Document::Array(a) => serde_json::Value::Array(a.iter().map(from_document).collect()),
-        Document::Object(o) => {
-            // Documents are hash maps; sorted keys make the output deterministic.
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
+        serde_json::Value::Object(o) => {
+            let mut entries: Vec<(String, serde_json::Value)> = o.into_iter().collect();
+            entries.sort_by(|x, y| x.0.cmp(&y.0));
             serde_json::Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), from_document(&o[k])))
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
                     .collect(),
             )
         }
+        other => other,
     }
 }
 
 /// A supported image media type → its Bedrock format.
-fn image_format(media: &str, param: &str) -> Result<ImageFormat, ProviderError> {
+fn image_format(media: &str, param: &str) -> Result<&'static str, ProviderError> {
     Ok(match media.to_ascii_lowercase().as_str() {
-        "image/png" => ImageFormat::Png,
-        "image/jpeg" | "image/jpg" => ImageFormat::Jpeg,
-        "image/gif" => ImageFormat::Gif,
-        "image/webp" => ImageFormat::Webp,
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpeg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
         other => {
             return Err(invalid(
                 param.to_string(),
@@ -157,58 +108,54 @@ fn image_block(url: &str, param: &str) -> Result<ImageBlock, ProviderError> {
                 format!("`{param}` does not hold valid base64 data"),
             )
         })?;
-    ImageBlock::builder()
-        .format(format)
-        .source(ImageSource::Bytes(Blob::new(bytes)))
-        .build()
-        .map_err(|e| invalid(param.to_string(), e.to_string()))
+    Ok(ImageBlock {
+        format,
+        source: BytesSource { bytes: Blob(bytes) },
+    })
 }
 
-fn cache_point(ttl: CacheTtl) -> Result<CachePointBlock, ProviderError> {
-    CachePointBlock::builder()
-        .r#type(CachePointType::Default)
-        .set_ttl(match ttl {
+fn cache_point(ttl: CacheTtl) -> CachePoint {
+    CachePoint {
+        kind: "default",
+        ttl: match ttl {
             CacheTtl::Default => None,
-            CacheTtl::OneHour => Some(BedrockTtl::OneHour),
-        })
-        .build()
-        .map_err(build_error)
+            CacheTtl::OneHour => Some("1h"),
+        },
+    }
 }
 
 fn image(source: &Source, param: &str) -> Result<ImageBlock, ProviderError> {
     match source {
         Source::Url(url) => image_block(url, param),
-        Source::Bytes { media_type, data } => ImageBlock::builder()
-            .format(image_format(media_type, param)?)
-            .source(ImageSource::Bytes(Blob::new(data.to_vec())))
-            .build()
-            .map_err(|e| invalid(param.to_string(), e.to_string())),
+        Source::Bytes { media_type, data } => Ok(ImageBlock {
+            format: image_format(media_type, param)?,
+            source: BytesSource {
+                bytes: Blob(data.to_vec()),
+            },
+        }),
     }
 }
 
-fn document(
-    format: inf::DocumentFormat,
-    name: &str,
-    data: &[u8],
-) -> Result<DocumentBlock, ProviderError> {
+fn document(format: inf::DocumentFormat, name: &str, data: &[u8]) -> DocumentBlock {
     use inf::DocumentFormat as F;
     let format = match format {
-        F::Pdf => DocumentFormat::Pdf,
-        F::Csv => DocumentFormat::Csv,
-        F::Docx => DocumentFormat::Docx,
-        F::Doc => DocumentFormat::Doc,
-        F::Xlsx => DocumentFormat::Xlsx,
-        F::Xls => DocumentFormat::Xls,
-        F::Html => DocumentFormat::Html,
-        F::Txt => DocumentFormat::Txt,
-        F::Md => DocumentFormat::Md,
+        F::Pdf => "pdf",
+        F::Csv => "csv",
+        F::Docx => "docx",
+        F::Doc => "doc",
+        F::Xlsx => "xlsx",
+        F::Xls => "xls",
+        F::Html => "html",
+        F::Txt => "txt",
+        F::Md => "md",
     };
-    DocumentBlock::builder()
-        .format(format)
-        .name(document_name(name))
-        .source(DocumentSource::Bytes(Blob::new(data.to_vec())))
-        .build()
-        .map_err(build_error)
+    DocumentBlock {
+        format,
+        name: document_name(name),
+        source: BytesSource {
+            bytes: Blob(data.to_vec()),
+        },
+    }
 }
 
 /// Bedrock accepts document names of letters, digits, single spaces, hyphens, parentheses
@@ -235,26 +182,24 @@ fn document_name(name: &str) -> String {
 
 /// Tool result content: text, images, documents; an empty result becomes one text block
 /// (Bedrock refuses empty tool results).
-fn tool_result_content(content: &[Block]) -> Result<Vec<ToolResultContentBlock>, ProviderError> {
+fn tool_result_content(content: &[Block]) -> Result<Vec<ToolResultContent>, ProviderError> {
     let mut out = Vec::with_capacity(content.len().max(1));
     for b in content {
         match b {
             Block::Text { text, .. } if !text.is_empty() => {
-                out.push(ToolResultContentBlock::Text(text.clone()));
+                out.push(ToolResultContent::Text(text.clone()));
             }
             Block::Image { source, param } => {
-                out.push(ToolResultContentBlock::Image(image(source, param)?));
+                out.push(ToolResultContent::Image(image(source, param)?));
             }
             Block::Document { format, name, data } => {
-                out.push(ToolResultContentBlock::Document(document(
-                    *format, name, data,
-                )?));
+                out.push(ToolResultContent::Document(document(*format, name, data)));
             }
             _ => {}
         }
     }
     if out.is_empty() {
-        out.push(ToolResultContentBlock::Text(EMPTY_TOOL_RESULT.into()));
+        out.push(ToolResultContent::Text(EMPTY_TOOL_RESULT.into()));
     }
     Ok(out)
 }
@@ -284,24 +229,21 @@ fn blocks(
                     out.push(ContentBlock::Text(text.clone()));
                 }
                 if let Some(ttl) = cache {
-                    out.push(ContentBlock::CachePoint(cache_point(*ttl)?));
+                    out.push(ContentBlock::CachePoint(cache_point(*ttl)));
                 }
             }
             Block::Image { source, param } => out.push(ContentBlock::Image(image(source, param)?)),
             Block::Document { format, name, data } => {
-                out.push(ContentBlock::Document(document(*format, name, data)?));
+                out.push(ContentBlock::Document(document(*format, name, data)));
             }
             Block::ToolUse { id, name, input } if no_tools => out.push(ContentBlock::Text(
                 format!("[called tool `{name}` (id {id}) with {input}]"),
             )),
-            Block::ToolUse { id, name, input } => out.push(ContentBlock::ToolUse(
-                ToolUseBlock::builder()
-                    .tool_use_id(id)
-                    .name(name)
-                    .input(to_document(input))
-                    .build()
-                    .map_err(build_error)?,
-            )),
+            Block::ToolUse { id, name, input } => out.push(ContentBlock::ToolUse(ToolUseBlock {
+                tool_use_id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            })),
             Block::ToolResult {
                 id,
                 content,
@@ -324,23 +266,17 @@ fn blocks(
                 id,
                 content,
                 is_error,
-            } => out.push(ContentBlock::ToolResult(
-                ToolResultBlock::builder()
-                    .tool_use_id(id)
-                    .set_content(Some(tool_result_content(content)?))
-                    .set_status(is_error.then_some(ToolResultStatus::Error))
-                    .build()
-                    .map_err(build_error)?,
-            )),
+            } => out.push(ContentBlock::ToolResult(ToolResultBlock {
+                tool_use_id: id.clone(),
+                content: tool_result_content(content)?,
+                status: is_error.then_some("error"),
+            })),
             Block::Reasoning { text, signature } if thinking.keep_history => {
                 out.push(ContentBlock::ReasoningContent(
-                    ReasoningContentBlock::ReasoningText(
-                        ReasoningTextBlock::builder()
-                            .text(text)
-                            .set_signature(signature.clone())
-                            .build()
-                            .map_err(build_error)?,
-                    ),
+                    ReasoningBlock::ReasoningText(ReasoningText {
+                        text: text.clone(),
+                        signature: signature.clone(),
+                    }),
                 ));
             }
             Block::RedactedReasoning { data } if thinking.keep_history => {
@@ -352,7 +288,7 @@ fn blocks(
                         )
                     })?;
                 out.push(ContentBlock::ReasoningContent(
-                    ReasoningContentBlock::RedactedContent(Blob::new(bytes)),
+                    ReasoningBlock::RedactedContent(Blob(bytes)),
                 ));
             }
             Block::Reasoning { .. } | Block::RedactedReasoning { .. } => {}
@@ -363,7 +299,7 @@ fn blocks(
 
 /// Appends blocks to the conversation, merging with the previous message of the same role
 /// (Converse wants user and assistant turns to alternate).
-fn push(turns: &mut Vec<Turn>, role: ConversationRole, blocks: Vec<ContentBlock>) {
+fn push(turns: &mut Vec<Turn>, role: Role, blocks: Vec<ContentBlock>) {
     if blocks.is_empty() {
         return;
     }
@@ -376,12 +312,7 @@ fn push(turns: &mut Vec<Turn>, role: ConversationRole, blocks: Vec<ContentBlock>
     turns.push((role, blocks));
 }
 
-type Turn = (ConversationRole, Vec<ContentBlock>);
-
-fn build_error(e: impl std::fmt::Display) -> ProviderError {
-    tracing::error!(error = %e, "a Converse request part could not be built");
-    ProviderError::InvalidRequest(format!("the request could not be mapped for Bedrock: {e}"))
-}
+type Turn = (Role, Vec<ContentBlock>);
 
 /// The thinking budget the request asks for on a budget-style model (Claude), if any.
 fn requested_budget(request: &inf::Request) -> Option<u32> {
@@ -420,8 +351,8 @@ fn reasoning_history_complete(request: &inf::Request) -> bool {
 pub fn to_converse(
     request: &inf::Request,
     model: &ModelRuntime,
-) -> Result<ConverseParts, ProviderError> {
-    let mut parts = ConverseParts::default();
+) -> Result<ConverseBody, ProviderError> {
+    let mut parts = ConverseBody::default();
     let style = model.capabilities.reasoning;
 
     // Reasoning first: it decides the output limit, whether sampling parameters apply and
@@ -439,31 +370,24 @@ pub fn to_converse(
 
     for s in &request.system {
         if !s.text.is_empty() {
-            parts.system.push(SystemContentBlock::Text(s.text.clone()));
+            parts.system.push(SystemBlock::Text(s.text.clone()));
         }
         if let Some(ttl) = s.cache {
-            parts
-                .system
-                .push(SystemContentBlock::CachePoint(cache_point(ttl)?));
+            parts.system.push(SystemBlock::CachePoint(cache_point(ttl)));
         }
     }
     let mut turns: Vec<Turn> = Vec::new();
     for m in &request.messages {
         let role = match m.role {
-            inf::Role::User => ConversationRole::User,
-            inf::Role::Assistant => ConversationRole::Assistant,
+            inf::Role::User => Role::User,
+            inf::Role::Assistant => Role::Assistant,
         };
         push(&mut turns, role, blocks(&m.content, &thinking, no_tools)?);
     }
-    for (role, blocks) in turns {
-        parts.messages.push(
-            Message::builder()
-                .role(role)
-                .set_content(Some(blocks))
-                .build()
-                .map_err(build_error)?,
-        );
-    }
+    parts.messages = turns
+        .into_iter()
+        .map(|(role, content)| Message { role, content })
+        .collect();
     if parts.messages.is_empty() {
         return Err(invalid(
             "messages".into(),
@@ -520,32 +444,31 @@ pub fn to_converse(
         additional.insert("anthropic_beta".into(), serde_json::json!(betas));
     }
     if !additional.is_empty() {
-        parts.additional_fields = Some(to_document(&serde_json::Value::Object(additional)));
+        parts.additional_model_request_fields = Some(serde_json::Value::Object(additional));
     }
 
     let temperature = s.temperature.filter(|_| sampling);
     let top_p = s.top_p.filter(|_| sampling);
     if max_tokens.is_some() || temperature.is_some() || top_p.is_some() || !s.stop.is_empty() {
-        parts.inference = Some(
-            InferenceConfiguration::builder()
-                .set_max_tokens(max_tokens.map(|t| i32::try_from(t).unwrap_or(i32::MAX)))
-                .set_temperature(temperature.map(|t| t as f32))
-                .set_top_p(top_p.map(|t| t as f32))
-                .set_stop_sequences((!s.stop.is_empty()).then(|| s.stop.clone()))
-                .build(),
-        );
+        parts.inference_config = Some(InferenceConfig {
+            max_tokens: max_tokens.map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
+            // The API takes `f32`s; the SDK wrote their `f64` values.
+            temperature: temperature.map(|t| f64::from(t as f32)),
+            top_p: top_p.map(|t| f64::from(t as f32)),
+            stop_sequences: (!s.stop.is_empty()).then(|| s.stop.clone()),
+        });
     }
 
-    parts.tool_config = tool_config(request, no_tools)?;
+    parts.tool_config = tool_config(request, no_tools);
 
     match &request.output {
         Out::JsonObject => {
             parts
                 .system
-                .push(SystemContentBlock::Text(JSON_OBJECT_INSTRUCTION.into()));
+                .push(SystemBlock::Text(JSON_OBJECT_INSTRUCTION.into()));
         }
         Out::JsonSchema { schema, .. } if !model.capabilities.structured_output => {
-            parts.system.push(SystemContentBlock::Text(format!(
+            parts.system.push(SystemBlock::Text(format!(
                 "{JSON_OBJECT_INSTRUCTION} The object must be valid against this JSON schema: {schema}"
             )));
         }
@@ -554,31 +477,26 @@ pub fn to_converse(
             description,
             schema,
         } => {
-            let def = JsonSchemaDefinition::builder()
-                .schema(if schema.is_null() {
-                    String::new()
-                } else {
-                    schema.to_string()
-                })
-                .set_name(name.clone())
-                .set_description(description.clone())
-                .build()
-                .map_err(build_error)?;
-            parts.output_config = Some(
-                OutputConfig::builder()
-                    .text_format(
-                        OutputFormat::builder()
-                            .r#type(OutputFormatType::JsonSchema)
-                            .structure(OutputFormatStructure::JsonSchema(def))
-                            .build()
-                            .map_err(build_error)?,
-                    )
-                    .build(),
-            );
+            parts.output_config = Some(OutputConfig {
+                text_format: OutputFormat {
+                    kind: "json_schema",
+                    structure: OutputStructure {
+                        json_schema: JsonSchemaDefinition {
+                            schema: if schema.is_null() {
+                                String::new()
+                            } else {
+                                schema.to_string()
+                            },
+                            name: name.clone(),
+                            description: description.clone(),
+                        },
+                    },
+                },
+            });
         }
         Out::Text => {}
     }
-    cache_points(&mut parts, model)?;
+    cache_points(&mut parts, model);
     Ok(parts)
 }
 
@@ -588,53 +506,40 @@ const MAX_CACHE_POINTS: usize = 4;
 /// Cache points as the model allows: none for models without prompt caching; the alias's
 /// `cache` settings after the system prompt and the tools when the request put none there;
 /// at most [`MAX_CACHE_POINTS`], the earliest ones in messages dropped first.
-fn cache_points(parts: &mut ConverseParts, model: &ModelRuntime) -> Result<(), ProviderError> {
+fn cache_points(parts: &mut ConverseBody, model: &ModelRuntime) {
     let is_point = |b: &ContentBlock| matches!(b, ContentBlock::CachePoint(_));
     if !model.capabilities.prompt_caching {
         parts
             .system
-            .retain(|b| !matches!(b, SystemContentBlock::CachePoint(_)));
+            .retain(|b| !matches!(b, SystemBlock::CachePoint(_)));
         for m in &mut parts.messages {
             m.content.retain(|b| !is_point(b));
         }
-        if let Some(tc) = parts.tool_config.take() {
-            let tools = tc
-                .tools
-                .into_iter()
-                .filter(|t| !matches!(t, Tool::CachePoint(_)))
-                .collect();
-            parts.tool_config = Some(
-                ToolConfiguration::builder()
-                    .set_tools(Some(tools))
-                    .set_tool_choice(tc.tool_choice)
-                    .build()
-                    .map_err(build_error)?,
-            );
+        if let Some(tc) = parts.tool_config.as_mut() {
+            tc.tools.retain(|t| !matches!(t, Tool::CachePoint(_)));
         }
-        return Ok(());
+        return;
     }
     let system_cached = parts
         .system
         .iter()
-        .any(|b| matches!(b, SystemContentBlock::CachePoint(_)));
+        .any(|b| matches!(b, SystemBlock::CachePoint(_)));
     if model.cache.system && !system_cached && !parts.system.is_empty() {
         parts
             .system
-            .push(SystemContentBlock::CachePoint(cache_point(
-                CacheTtl::Default,
-            )?));
+            .push(SystemBlock::CachePoint(cache_point(CacheTtl::Default)));
     }
     if let Some(tc) = parts.tool_config.as_mut()
         && model.cache.tools
         && !tc.tools.iter().any(|t| matches!(t, Tool::CachePoint(_)))
     {
         tc.tools
-            .push(Tool::CachePoint(cache_point(CacheTtl::Default)?));
+            .push(Tool::CachePoint(cache_point(CacheTtl::Default)));
     }
     let fixed = parts
         .system
         .iter()
-        .filter(|b| matches!(b, SystemContentBlock::CachePoint(_)))
+        .filter(|b| matches!(b, SystemBlock::CachePoint(_)))
         .count()
         + parts.tool_config.as_ref().map_or(0, |tc| {
             tc.tools
@@ -661,17 +566,13 @@ fn cache_points(parts: &mut ConverseParts, model: &ModelRuntime) -> Result<(), P
             }
         });
     }
-    Ok(())
 }
 
 /// `tools` and `tool_choice` → tool configuration. Bedrock requires the definitions whenever
 /// the conversation holds tool calls, so a tool called earlier but no longer defined gets a
 /// minimal definition. With `tool_choice: none` the tools are left out and the tool history
 /// is sent as text, so the model cannot call a tool.
-fn tool_config(
-    request: &inf::Request,
-    no_tools: bool,
-) -> Result<Option<ToolConfiguration>, ProviderError> {
+fn tool_config(request: &inf::Request, no_tools: bool) -> Option<ToolConfig> {
     let mut used: Vec<&str> = Vec::new();
     for m in &request.messages {
         for b in &m.content {
@@ -682,21 +583,20 @@ fn tool_config(
     }
     let defined = &request.tools;
     if no_tools || (defined.is_empty() && used.is_empty()) {
-        return Ok(None);
+        return None;
     }
     let mut tools = Vec::with_capacity(defined.len() + 1);
     for t in defined {
-        tools.push(Tool::ToolSpec(
-            ToolSpecification::builder()
-                .name(&t.name)
-                .set_description(t.description.clone())
-                .input_schema(ToolInputSchema::Json(to_document(&t.schema)))
-                .set_strict(t.strict.then_some(true))
-                .build()
-                .map_err(build_error)?,
-        ));
+        tools.push(Tool::ToolSpec(ToolSpec {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            input_schema: JsonSchema {
+                json: t.schema.clone(),
+            },
+            strict: t.strict.then_some(true),
+        }));
         if let Some(ttl) = t.cache {
-            tools.push(Tool::CachePoint(cache_point(ttl)?));
+            tools.push(Tool::CachePoint(cache_point(ttl)));
         }
     }
     let mut extra: Vec<&str> = used
@@ -706,37 +606,24 @@ fn tool_config(
     extra.sort_unstable();
     extra.dedup();
     for name in extra {
-        tools.push(Tool::ToolSpec(
-            ToolSpecification::builder()
-                .name(name)
-                .input_schema(ToolInputSchema::Json(to_document(
-                    &serde_json::json!({"type": "object", "properties": {}}),
-                )))
-                .build()
-                .map_err(build_error)?,
-        ));
+        tools.push(Tool::ToolSpec(ToolSpec {
+            name: name.to_string(),
+            description: None,
+            input_schema: JsonSchema {
+                json: serde_json::json!({"type": "object", "properties": {}}),
+            },
+            strict: None,
+        }));
     }
-    let choice = match &request.tool_choice {
-        Some(inf::ToolChoice::Any) => {
-            Some(BedrockToolChoice::Any(AnyToolChoice::builder().build()))
+    let tool_choice = match &request.tool_choice {
+        Some(inf::ToolChoice::Any) => Some(BedrockToolChoice::Any(Empty {})),
+        Some(inf::ToolChoice::Auto) => Some(BedrockToolChoice::Auto(Empty {})),
+        Some(inf::ToolChoice::Tool(name)) => {
+            Some(BedrockToolChoice::Tool(NamedTool { name: name.clone() }))
         }
-        Some(inf::ToolChoice::Auto) => {
-            Some(BedrockToolChoice::Auto(AutoToolChoice::builder().build()))
-        }
-        Some(inf::ToolChoice::Tool(name)) => Some(BedrockToolChoice::Tool(
-            SpecificToolChoice::builder()
-                .name(name)
-                .build()
-                .map_err(build_error)?,
-        )),
         _ => None,
     };
-    ToolConfiguration::builder()
-        .set_tools(Some(tools))
-        .set_tool_choice(choice)
-        .build()
-        .map(Some)
-        .map_err(build_error)
+    Some(ToolConfig { tools, tool_choice })
 }
 
 #[cfg(test)]
@@ -744,15 +631,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn documents_round_trip() {
-        let v = serde_json::json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}});
-        assert_eq!(from_document(&to_document(&v)), v);
+    fn keys_sorted_at_every_level() {
+        let v = serde_json::json!({"b": [{"z": 1, "a": 2}], "a": {"y": null, "c": 2.5}});
+        assert_eq!(
+            sorted_keys(v).to_string(),
+            r#"{"a":{"c":2.5,"y":null},"b":[{"a":2,"z":1}]}"#
+        );
     }
 
     #[test]
     fn images() {
         let ok = image_block("data:image/png;base64,iVBORw0KGgo=", "p").unwrap();
-        assert_eq!(ok.format, ImageFormat::Png);
+        assert_eq!(ok.format, "png");
         for bad in [
             "https://example.com/cat.png",
             "data:image/png,abc",

@@ -1,13 +1,14 @@
 //! Embeddings through InvokeModel: Amazon Titan Text Embeddings (one text per call, calls run
 //! concurrently) and Cohere Embed (up to 96 texts per call).
 
+use super::client::Client;
 use super::errors;
 use crate::engine::ModelRuntime;
 use crate::inference::EmbedRequest;
 use crate::providers::{EmbeddingOutput, ProviderError};
-use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::primitives::Blob;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 /// Titan calls in flight at once for one request.
@@ -74,16 +75,19 @@ async fn invoke(
     model: &ModelRuntime,
     body: &Value,
 ) -> Result<Value, ProviderError> {
-    let out = client
-        .invoke_model()
-        .model_id(&model.upstream)
-        .content_type("application/json")
-        .accept("application/json")
-        .body(Blob::new(body.to_string()))
-        .send()
+    let path = Client::path(&model.upstream, "invoke");
+    let response = client
+        .send(&model.alias, &path, Bytes::from(body.to_string()))
+        .await?;
+    let bytes = response
+        .into_body()
+        .collect()
         .await
-        .map_err(|e| errors::from_sdk(&e, &model.alias))?;
-    serde_json::from_slice(out.body.as_ref()).map_err(|e| {
+        .map_err(|e| {
+            errors::stream_failure(&model.alias, &format!("reading the answer failed: {e}"))
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
         tracing::warn!(model = %model.alias, error = %e, "bedrock embedding answer is not JSON");
         ProviderError::Upstream
     })

@@ -1,9 +1,9 @@
-//! Bedrock failures → provider errors. Only a validation message reaches the client (it is
+//! Bedrock failures → provider errors: error answers (status, `x-amzn-errortype` or the
+//! body's `__type` / `code`, `message`), exception events of a stream, failed connections
+//! and missing credentials. Only a validation message reaches the client (it is
 //! about the request); every other upstream detail goes to the log.
 
 use crate::providers::ProviderError;
-use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 
 /// What kind of failure an upstream error code or status is.
 fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> ProviderError {
@@ -38,89 +38,55 @@ fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> P
     }
 }
 
-/// Maps a failed Converse or ConverseStream call (before any event).
-pub fn from_sdk<E>(
-    e: &SdkError<E, aws_sdk_bedrockruntime::config::http::HttpResponse>,
-    alias: &str,
-) -> ProviderError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let mapped = match e {
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if no_credentials(e) => {
-            ProviderError::NoCredentials
-        }
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            classify(se.err().code(), Some(status), se.err().message())
-        }
-        SdkError::TimeoutError(_) => ProviderError::Timeout,
-        SdkError::DispatchFailure(d) if d.is_timeout() => ProviderError::Timeout,
-        SdkError::ResponseError(r) => classify(None, Some(r.raw().status().as_u16()), None),
-        _ => ProviderError::Upstream,
-    };
-    log(alias, &mapped, e);
-    mapped
+/// The error code of an `x-amzn-errortype` header or an error body's `__type` / `code`:
+/// `ns#Name:http://...` → `Name` (as the SDK reads it).
+pub fn error_code(raw: &str) -> &str {
+    let raw = raw.split(':').next().unwrap_or_default();
+    raw.rsplit('#').next().unwrap_or_default().trim()
 }
 
-/// Maps an error met while reading a stream (an exception event, or a broken stream).
-pub fn from_stream_error(
-    e: &SdkError<ConverseStreamOutputError, aws_smithy_types::event_stream::RawMessage>,
+/// Maps an error answer of a direct Converse or ConverseStream call: its status, its error
+/// code (from `x-amzn-errortype`, else the body) and its message.
+pub fn from_response(
     alias: &str,
+    status: u16,
+    code: Option<&str>,
+    message: Option<&str>,
 ) -> ProviderError {
-    let mapped = match e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            let code = if err.is_throttling_exception() {
-                Some("ThrottlingException")
-            } else if err.is_validation_exception() {
-                Some("ValidationException")
-            } else if err.is_service_unavailable_exception() {
-                Some("ServiceUnavailableException")
-            } else if err.is_internal_server_exception() {
-                Some("InternalServerException")
-            } else if err.is_model_stream_error_exception() {
-                Some("ModelStreamErrorException")
-            } else {
-                err.code().or(Some("Unknown"))
-            };
-            classify(code, None, err.message())
-        }
-        SdkError::TimeoutError(_) => ProviderError::Timeout,
-        SdkError::DispatchFailure(d) if d.is_timeout() => ProviderError::Timeout,
-        _ => ProviderError::Upstream,
-    };
-    log(alias, &mapped, e);
+    let mapped = classify(code, Some(status), message);
+    let detail = format!(
+        "{}: status {status}: {}",
+        code.unwrap_or("unknown error"),
+        message.unwrap_or_default()
+    );
+    log(alias, &mapped, &detail);
     mapped
 }
 
-/// What the AWS credential providers say when they find nothing (the `Display` texts of
-/// `aws_credential_types::provider::error::CredentialsError`). The SDK reports a failed
-/// credential lookup as a dispatch failure whose source chain holds one of these.
-const CREDENTIAL_FAILURES: &[&str] = &[
-    "the credential provider was not enabled",
-    "credentials provider timed out",
-    "the credentials provider was not properly configured",
-    "an error occurred while loading credentials",
-    "unexpected credentials error",
-];
-
-/// True when the call failed before it was sent because no AWS credentials could be loaded.
-fn no_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if CREDENTIAL_FAILURES.iter().any(|f| text.starts_with(f)) {
-            return true;
-        }
-        next = err.source();
-    }
-    false
+/// Maps an exception event of a stream (its modeled code, e.g. `ThrottlingException`).
+pub fn from_exception(alias: &str, code: &str, message: Option<&str>) -> ProviderError {
+    let mapped = classify(Some(code), None, message);
+    let detail = format!("{code}: {}", message.unwrap_or_default());
+    log(alias, &mapped, &detail);
+    mapped
 }
 
-/// The error and its sources on one line (`dispatch failure: other: ...`), without the SDK's
+/// A stream that broke or could not be decoded.
+pub fn stream_failure(alias: &str, detail: &str) -> ProviderError {
+    let mapped = ProviderError::Upstream;
+    log(alias, &mapped, detail);
+    mapped
+}
+
+/// A call that failed before an answer: no connection, a timeout, no credentials.
+pub fn dispatch_failure(alias: &str, mapped: ProviderError, detail: &str) -> ProviderError {
+    log(alias, &mapped, detail);
+    mapped
+}
+
+/// The error and its sources on one line (`dispatch failure: other: ...`), without a
 /// `Debug` dump of the whole error tree.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(err) = next {
@@ -135,8 +101,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn log(alias: &str, mapped: &ProviderError, e: &(dyn std::error::Error + 'static)) {
-    let detail = chain(e);
+fn log(alias: &str, mapped: &ProviderError, detail: &str) {
     match mapped {
         ProviderError::NoCredentials => {
             tracing::error!(
@@ -176,31 +141,31 @@ mod tests {
     }
 
     #[test]
-    fn missing_credentials_found_anywhere_in_the_chain() {
+    fn chains_on_one_line() {
         let e = Layer(
             "dispatch failure",
             Some(Box::new(Layer(
                 "other",
                 Some(Box::new(Layer(
-                    "the credential provider was not enabled",
-                    Some(Box::new(Layer(
-                        "no providers in chain provided credentials",
-                        None,
-                    ))),
+                    "connection refused",
+                    Some(Box::new(Layer("connection refused", None))),
                 ))),
             ))),
         );
-        assert!(no_credentials(&e));
+        assert_eq!(chain(&e), "dispatch failure: other: connection refused");
+    }
+
+    #[test]
+    fn error_codes() {
         assert_eq!(
-            chain(&e),
-            "dispatch failure: other: the credential provider was not enabled: no providers in chain provided credentials"
+            error_code("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            "ThrottlingException"
         );
-        let refused = Layer(
-            "dispatch failure",
-            Some(Box::new(Layer("connection refused", None))),
+        assert_eq!(
+            error_code("com.amazon.coral.validate#ValidationException"),
+            "ValidationException"
         );
-        assert!(!no_credentials(&refused));
-        assert_eq!(chain(&refused), "dispatch failure: connection refused");
+        assert_eq!(error_code("AccessDeniedException"), "AccessDeniedException");
     }
 
     #[test]

@@ -1,12 +1,24 @@
-//! AWS Bedrock through Converse and ConverseStream (chat) and InvokeModel (embeddings), with
-//! the official SDK (SigV4 signing,
-//! retries with backoff). Clients are built once, one per distinct region, endpoint and
-//! retry policy, and shared by the aliases that use them.
+//! AWS Bedrock through Converse and ConverseStream (chat), CountTokens and InvokeModel
+//! (embeddings), called directly: request bodies serialized with serde from the neutral
+//! request (`convert.rs`, `wire.rs`), signed with SigV4 (`sign.rs`), sent on the gateway's
+//! hyper client with the AWS SDK's standard retry behaviour (`client.rs`), answers and
+//! ConverseStream's event stream decoded into typed structs (`response.rs`, `stream.rs`).
+//! The AWS SDK supplies what is not per call: the endpoint rules (resolved once per client),
+//! the credential provider chain (behind a cache shared by every client) and the service's
+//! own settings (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, and `AWS_BEARER_TOKEN_BEDROCK`, a
+//! Bedrock API key sent as a bearer token instead of signing, as the SDK does).
+//!
+//! Clients are built once, one per distinct region, endpoint and retry policy, and shared by
+//! the aliases that use them.
 
+pub mod client;
 pub mod convert;
 pub mod embed;
 pub mod errors;
 pub mod response;
+pub mod sign;
+pub mod stream;
+pub mod wire;
 
 use super::images::ImageFetcher;
 use super::{Provider, ProviderError};
@@ -14,13 +26,13 @@ use crate::engine::ModelRuntime;
 use crate::inference::{EmbedRequest, EventStream, Request, Response};
 use crate::upstream::RetryPolicy;
 use async_trait::async_trait;
-use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
-use aws_sdk_bedrockruntime::config::{
-    BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig,
-};
+use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+use bytes::Bytes;
+use client::{Auth, Client, EndpointSettings};
+use http_body_util::BodyExt;
+use sign::CredentialCache;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long to wait for a TCP (and TLS) connection to Bedrock.
@@ -44,7 +56,7 @@ struct ClientKey {
 
 /// The Bedrock provider: a client per alias (shared between aliases that agree).
 pub struct Bedrock {
-    clients: HashMap<String, Client>,
+    clients: HashMap<String, Arc<Client>>,
     /// Fetches `http(s)` image URLs when `image_fetch` is on.
     images: Option<ImageFetcher>,
 }
@@ -58,18 +70,18 @@ impl std::fmt::Debug for Bedrock {
 }
 
 impl Bedrock {
-    /// Builds the clients of `models` (all `provider: bedrock`).
+    /// Builds the clients of `models` (all `provider: bedrock`): endpoints resolved here, once;
+    /// credentials loaded on the first call.
     pub async fn build(
         models: &[&ModelRuntime],
         settings: BedrockSettings,
         images: Option<ImageFetcher>,
     ) -> Result<Self, String> {
-        let http = crate::aws::http_client();
         let base = match &settings.credentials {
             Some(_) => None,
             None => {
-                let mut loader =
-                    aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(crate::aws::http_client());
                 // A region given here keeps the loader from looking one up (which may mean
                 // asking the instance metadata service); each client sets its own anyway.
                 let known = settings.default_region.clone().or_else(|| {
@@ -89,11 +101,30 @@ impl Bedrock {
                 Some(loader.load().await)
             }
         };
+        let api_key = base
+            .as_ref()
+            .and_then(|sdk| service_setting(sdk, "bedrock", "AWS_BEARER_TOKEN", ""));
+        let auth = match (&settings.credentials, &base, api_key) {
+            (Some(c), _, _) => Auth::SigV4(CredentialCache::fixed(c.clone())),
+            (None, _, Some(key)) => Auth::bearer(&key)
+                .ok_or("AWS_BEARER_TOKEN_BEDROCK holds characters not allowed in an HTTP header")?,
+            (None, Some(sdk), None) => {
+                Auth::SigV4(CredentialCache::provider(sdk.credentials_provider()))
+            }
+            (None, None, None) => Auth::SigV4(CredentialCache::provider(None)),
+        };
+        // The service's own endpoint variable (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, or
+        // `endpoint_url` in the profile's `services` section) before the general one.
+        let default_endpoint = base.as_ref().and_then(|sdk| {
+            service_setting(sdk, "Bedrock Runtime", "AWS_ENDPOINT_URL", "endpoint_url")
+                .or_else(|| sdk.endpoint_url().map(str::to_string))
+        });
         let default_region = settings.default_region.clone().or_else(|| {
             base.as_ref()
                 .and_then(|b| b.region().map(|r| r.as_ref().to_string()))
         });
-        let mut shared: HashMap<ClientKey, Client> = HashMap::new();
+        let http = crate::upstream::http_client_with(Some(CONNECT_TIMEOUT))?;
+        let mut shared: HashMap<ClientKey, Arc<Client>> = HashMap::new();
         let mut clients = HashMap::new();
         for m in models {
             let s = &m.upstream_settings;
@@ -109,47 +140,34 @@ impl Bedrock {
                 })?;
             let key = ClientKey {
                 region,
-                endpoint: s.endpoint_url.clone(),
+                endpoint: s.endpoint_url.clone().or_else(|| default_endpoint.clone()),
                 retry: s.retry,
             };
-            let client = shared
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    let mut b = match &base {
-                        Some(sdk) => aws_sdk_bedrockruntime::config::Builder::from(sdk),
-                        None => {
-                            let mut b = aws_sdk_bedrockruntime::config::Builder::new()
-                                .behavior_version(BehaviorVersion::latest())
-                                .http_client(http.clone());
-                            if let Some(c) = settings.credentials.clone() {
-                                b = b.credentials_provider(c);
-                            }
-                            b
-                        }
-                    };
-                    b = b
-                        .region(Region::new(key.region.clone()))
-                        .retry_config(
-                            RetryConfig::standard()
-                                .with_max_attempts(key.retry.max_attempts)
-                                .with_initial_backoff(key.retry.initial_backoff)
-                                .with_max_backoff(key.retry.max_backoff),
-                        )
-                        .timeout_config(
-                            TimeoutConfig::builder()
-                                .connect_timeout(CONNECT_TIMEOUT)
-                                .build(),
-                        )
-                        // The gateway enforces its own per-alias timeouts; a model that
-                        // thinks quietly for a while is not a stalled stream.
-                        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-                        .interceptor(crate::telemetry::BedrockAttempts);
-                    if let Some(url) = &key.endpoint {
-                        b = b.endpoint_url(url);
-                    }
-                    Client::from_conf(b.build())
-                })
-                .clone();
+            let client = match shared.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let endpoint = client::resolve_endpoint(&EndpointSettings {
+                        region: key.region.clone(),
+                        endpoint_url: key.endpoint.clone(),
+                        use_fips: base.as_ref().and_then(|b| b.use_fips()).unwrap_or(false),
+                        use_dual_stack: base
+                            .as_ref()
+                            .and_then(|b| b.use_dual_stack())
+                            .unwrap_or(false),
+                    })
+                    .await
+                    .map_err(|e| format!("model `{}`: {e}", m.alias))?;
+                    let c = Arc::new(Client::new(
+                        http.clone(),
+                        &endpoint,
+                        &key.region,
+                        auth.clone(),
+                        key.retry,
+                    )?);
+                    shared.insert(key, c.clone());
+                    c
+                }
+            };
             clients.insert(m.alias.clone(), client);
         }
         tracing::debug!(
@@ -170,11 +188,69 @@ impl Bedrock {
     }
 
     fn client(&self, model: &ModelRuntime) -> Result<&Client, ProviderError> {
-        self.clients.get(&model.alias).ok_or_else(|| {
-            tracing::error!(model = %model.alias, "no bedrock client was built for this alias");
-            ProviderError::Upstream
-        })
+        self.clients
+            .get(&model.alias)
+            .map(Arc::as_ref)
+            .ok_or_else(|| {
+                tracing::error!(model = %model.alias, "no bedrock client was built for this alias");
+                ProviderError::Upstream
+            })
     }
+
+    /// The Converse body of a request, images inlined first when fetching is on.
+    async fn body(&self, model: &ModelRuntime, request: &Request) -> Result<Bytes, ProviderError> {
+        let inlined = self.inline_images(request).await?;
+        let body = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
+        to_json(&body, &model.alias)
+    }
+}
+
+/// A service-specific setting of the environment or profile, as the SDK reads it.
+fn service_setting(
+    sdk: &aws_config::SdkConfig,
+    service_id: &str,
+    env: &str,
+    profile: &str,
+) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env(env)
+        .profile(profile)
+        .build()
+        .ok()?;
+    sdk.service_config()?
+        .load_config(key)
+        .filter(|v| !v.is_empty())
+}
+
+fn to_json(body: &impl serde::Serialize, alias: &str) -> Result<Bytes, ProviderError> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|e| {
+        errors::dispatch_failure(
+            alias,
+            ProviderError::Upstream,
+            &format!("cannot serialize the request: {e}"),
+        )
+    })
+}
+
+/// The whole body of a successful answer.
+async fn read_all(
+    response: http::Response<hyper::body::Incoming>,
+    alias: &str,
+) -> Result<Bytes, ProviderError> {
+    response
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| errors::stream_failure(alias, &format!("reading the answer failed: {e}")))
+}
+
+/// A successful answer's JSON, typed.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], alias: &str) -> Result<T, ProviderError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        errors::stream_failure(alias, &format!("the answer does not match its type: {e}"))
+    })
 }
 
 #[async_trait]
@@ -185,21 +261,11 @@ impl Provider for Bedrock {
         request: &Request,
     ) -> Result<Response, ProviderError> {
         let client = self.client(model)?;
-        let inlined = self.inline_images(request).await?;
-        let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
-        let out = client
-            .converse()
-            .model_id(&model.upstream)
-            .set_system((!p.system.is_empty()).then_some(p.system))
-            .set_messages(Some(p.messages))
-            .set_inference_config(p.inference)
-            .set_tool_config(p.tool_config)
-            .set_additional_model_request_fields(p.additional_fields)
-            .set_output_config(p.output_config)
-            .send()
-            .await
-            .map_err(|e| errors::from_sdk(&e, &model.alias))?;
-        Ok(response::from_converse(out))
+        let body = self.body(model, request).await?;
+        let path = Client::path(&model.upstream, "converse");
+        let response = client.send(&model.alias, &path, body).await?;
+        let bytes = read_all(response, &model.alias).await?;
+        Ok(response::from_converse(parse(&bytes, &model.alias)?))
     }
 
     async fn chat_stream(
@@ -208,21 +274,10 @@ impl Provider for Bedrock {
         request: &Request,
     ) -> Result<EventStream, ProviderError> {
         let client = self.client(model)?;
-        let inlined = self.inline_images(request).await?;
-        let p = convert::to_converse(inlined.as_ref().unwrap_or(request), model)?;
-        let out = client
-            .converse_stream()
-            .model_id(&model.upstream)
-            .set_system((!p.system.is_empty()).then_some(p.system))
-            .set_messages(Some(p.messages))
-            .set_inference_config(p.inference)
-            .set_tool_config(p.tool_config)
-            .set_additional_model_request_fields(p.additional_fields)
-            .set_output_config(p.output_config)
-            .send()
-            .await
-            .map_err(|e| errors::from_sdk(&e, &model.alias))?;
-        Ok(response::event_stream(out.stream, &model.alias))
+        let body = self.body(model, request).await?;
+        let path = Client::path(&model.upstream, "converse-stream");
+        let response = client.send(&model.alias, &path, body).await?;
+        Ok(stream::events(response.into_body(), &model.alias))
     }
 
     /// Bedrock's CountTokens for Claude models (the others have none), on the base model id
@@ -241,21 +296,21 @@ impl Provider for Bedrock {
             .upstream
             .split_once("anthropic.")
             .map_or(model.upstream.as_str(), |(_, rest)| rest);
-        let input = aws_sdk_bedrockruntime::types::ConverseTokensRequest::builder()
-            .set_system((!p.system.is_empty()).then_some(p.system))
-            .set_messages(Some(p.messages))
-            .set_tool_config(p.tool_config)
-            .set_additional_model_request_fields(p.additional_fields)
-            .build();
-        let out = client
-            .count_tokens()
-            .model_id(format!("anthropic.{base}"))
-            .input(aws_sdk_bedrockruntime::types::CountTokensInput::Converse(
-                input,
-            ))
-            .send()
-            .await
-            .map_err(|e| errors::from_sdk(&e, &model.alias))?;
+        let body = wire::CountTokensBody {
+            input: wire::CountTokensInput {
+                converse: wire::CountTokensConverse {
+                    additional_model_request_fields: p.additional_model_request_fields.as_ref(),
+                    messages: &p.messages,
+                    system: &p.system,
+                    tool_config: p.tool_config.as_ref(),
+                },
+            },
+        };
+        let body = to_json(&body, &model.alias)?;
+        let path = Client::path(&format!("anthropic.{base}"), "count-tokens");
+        let response = client.send(&model.alias, &path, body).await?;
+        let bytes = read_all(response, &model.alias).await?;
+        let out: wire::CountTokensOutput = parse(&bytes, &model.alias)?;
         Ok(u64::try_from(out.input_tokens).ok())
     }
 

@@ -1,40 +1,31 @@
 //! Bedrock Converse answers → provider-neutral answers: the buffered output, and
-//! ConverseStream events mapped one by one as they arrive.
+//! ConverseStream events mapped one by one as they arrive (`stream.rs` decodes them).
 
-use super::convert::from_document;
-use super::errors;
-use crate::inference::{Block, BlockStart, Delta, Event, EventStream, Response, StopReason, Usage};
-use crate::providers::ProviderError;
-use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
-use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ContentBlockDelta, ContentBlockStart, ConverseOutput as OutputUnion,
-    ConverseStreamOutput, ReasoningContentBlock, ReasoningContentBlockDelta,
-    StopReason as BedrockStop,
+use super::convert::sorted_keys;
+use super::wire::{
+    BlockDeltaEvent, BlockStartEvent, BlockStopEvent, ConverseOutput, MessageStopEvent,
+    MetadataEvent, TokenUsage,
 };
-use base64::Engine as _;
-use futures_util::StreamExt;
-use std::collections::VecDeque;
+use crate::inference::{Block, BlockStart, Delta, Event, Response, StopReason, Usage};
 
-/// Bedrock stop reason → neutral stop reason.
-pub fn stop_reason(reason: &BedrockStop) -> StopReason {
-    match reason {
-        BedrockStop::MaxTokens | BedrockStop::ModelContextWindowExceeded => StopReason::MaxTokens,
-        BedrockStop::ToolUse => StopReason::ToolUse,
-        BedrockStop::StopSequence => StopReason::StopSequence,
-        BedrockStop::ContentFiltered | BedrockStop::GuardrailIntervened => {
-            StopReason::ContentFilter
-        }
+/// Bedrock stop reason → neutral stop reason (unknown ones, and none, end the turn).
+pub fn stop_reason(reason: Option<&str>) -> StopReason {
+    match reason.unwrap_or_default() {
+        "max_tokens" | "model_context_window_exceeded" => StopReason::MaxTokens,
+        "tool_use" => StopReason::ToolUse,
+        "stop_sequence" => StopReason::StopSequence,
+        "content_filtered" | "guardrail_intervened" => StopReason::ContentFilter,
         _ => StopReason::EndTurn,
     }
 }
 
-fn count(n: Option<i32>) -> u64 {
+fn count(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
 /// Bedrock usage → neutral usage: Bedrock's `inputTokens` leaves out cached tokens, which
 /// the neutral `prompt` includes.
-pub fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> Usage {
+pub fn usage(u: &TokenUsage) -> Usage {
     let cache_read = count(u.cache_read_input_tokens);
     let cache_write = count(u.cache_write_input_tokens);
     Usage {
@@ -45,41 +36,38 @@ pub fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> Usage {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// A buffered Converse answer.
 pub fn from_converse(out: ConverseOutput) -> Response {
     let mut content = Vec::new();
-    if let Some(OutputUnion::Message(message)) = out.output {
-        for block in message.content {
-            match block {
-                ContentBlock::Text(t) => match content.last_mut() {
-                    Some(Block::Text { text, .. }) => text.push_str(&t),
-                    _ => content.push(Block::text(t)),
-                },
-                ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(r)) => {
-                    content.push(Block::Reasoning {
-                        text: r.text,
-                        signature: r.signature,
-                    });
-                }
-                ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(b)) => {
-                    content.push(Block::RedactedReasoning {
-                        data: b64(b.as_ref()),
-                    });
-                }
-                ContentBlock::ToolUse(t) => content.push(Block::ToolUse {
-                    id: t.tool_use_id,
-                    name: t.name,
-                    input: from_document(&t.input),
-                }),
-                _ => {}
+    let blocks = out
+        .output
+        .and_then(|o| o.message)
+        .map(|m| m.content)
+        .unwrap_or_default();
+    for block in blocks {
+        if let Some(t) = block.text {
+            match content.last_mut() {
+                Some(Block::Text { text, .. }) => text.push_str(&t),
+                _ => content.push(Block::text(t)),
+            }
+        } else if let Some(t) = block.tool_use {
+            content.push(Block::ToolUse {
+                id: t.tool_use_id,
+                name: t.name,
+                input: sorted_keys(t.input),
+            });
+        } else if let Some(r) = block.reasoning_content {
+            if let Some(r) = r.reasoning_text {
+                content.push(Block::Reasoning {
+                    text: r.text,
+                    signature: r.signature,
+                });
+            } else if let Some(data) = r.redacted_content {
+                content.push(Block::RedactedReasoning { data });
             }
         }
     }
-    let mut stop = stop_reason(&out.stop_reason);
+    let mut stop = stop_reason(out.stop_reason.as_deref());
     if stop == StopReason::ToolUse && !content.iter().any(|b| matches!(b, Block::ToolUse { .. })) {
         stop = StopReason::EndTurn;
     }
@@ -88,6 +76,21 @@ pub fn from_converse(out: ConverseOutput) -> Response {
         stop,
         usage: out.usage.as_ref().map(usage).unwrap_or_default(),
     }
+}
+
+/// One decoded ConverseStream event (the ones the gateway reads).
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// `contentBlockStart`.
+    BlockStart(BlockStartEvent),
+    /// `contentBlockDelta`.
+    BlockDelta(BlockDeltaEvent),
+    /// `contentBlockStop`.
+    BlockStop(BlockStopEvent),
+    /// `messageStop`.
+    MessageStop(MessageStopEvent),
+    /// `metadata`.
+    Metadata(MetadataEvent),
 }
 
 /// Maps stream events. Converse starts only tool-use blocks explicitly; text and reasoning
@@ -99,7 +102,7 @@ pub struct StreamMapper {
 }
 
 impl StreamMapper {
-    fn index(i: i32) -> u32 {
+    fn index(i: i64) -> u32 {
         u32::try_from(i).unwrap_or(0)
     }
 
@@ -111,17 +114,17 @@ impl StreamMapper {
     }
 
     /// The events one Bedrock event becomes (often one, sometimes none or two).
-    pub fn map(&mut self, event: ConverseStreamOutput) -> Vec<Event> {
+    pub fn map(&mut self, event: StreamEvent) -> Vec<Event> {
         let mut out = Vec::with_capacity(2);
         self.map_into(event, &mut out);
         out
     }
 
     /// [`Self::map`], the events appended to `out`.
-    pub fn map_into(&mut self, event: ConverseStreamOutput, out: &mut impl Extend<Event>) {
+    pub fn map_into(&mut self, event: StreamEvent, out: &mut impl Extend<Event>) {
         match event {
-            ConverseStreamOutput::ContentBlockStart(e) => {
-                if let Some(ContentBlockStart::ToolUse(t)) = e.start {
+            StreamEvent::BlockStart(e) => {
+                if let Some(t) = e.start.and_then(|s| s.tool_use) {
                     self.saw_tools = true;
                     let start = BlockStart::ToolUse {
                         id: t.tool_use_id,
@@ -130,112 +133,63 @@ impl StreamMapper {
                     self.start(Self::index(e.content_block_index), start, out);
                 }
             }
-            ConverseStreamOutput::ContentBlockDelta(e) => {
+            StreamEvent::BlockDelta(e) => {
                 let index = Self::index(e.content_block_index);
-                match e.delta {
-                    Some(ContentBlockDelta::Text(t)) if !t.is_empty() => {
+                let Some(delta) = e.delta else { return };
+                if let Some(t) = delta.text {
+                    if !t.is_empty() {
                         self.start(index, BlockStart::Text, out);
                         out.extend([Event::Delta {
                             index,
                             delta: Delta::Text(t),
                         }]);
                     }
-                    Some(ContentBlockDelta::ReasoningContent(r)) => match r {
-                        ReasoningContentBlockDelta::Text(t) if !t.is_empty() => {
+                } else if let Some(r) = delta.reasoning_content {
+                    if let Some(t) = r.text {
+                        if !t.is_empty() {
                             self.start(index, BlockStart::Reasoning, out);
                             out.extend([Event::Delta {
                                 index,
                                 delta: Delta::Reasoning(t),
                             }]);
                         }
-                        ReasoningContentBlockDelta::Signature(sig) => {
-                            self.start(index, BlockStart::Reasoning, out);
-                            out.extend([Event::Delta {
-                                index,
-                                delta: Delta::Signature(sig),
-                            }]);
-                        }
-                        ReasoningContentBlockDelta::RedactedContent(b) => {
-                            let data = b64(b.as_ref());
-                            self.start(index, BlockStart::RedactedReasoning { data }, out);
-                        }
-                        _ => {}
-                    },
-                    Some(ContentBlockDelta::ToolUse(t))
-                        if !t.input.is_empty() && self.started.contains(&index) =>
-                    {
+                    } else if let Some(sig) = r.signature {
+                        self.start(index, BlockStart::Reasoning, out);
                         out.extend([Event::Delta {
                             index,
-                            delta: Delta::ToolInput(t.input),
+                            delta: Delta::Signature(sig),
                         }]);
+                    } else if let Some(data) = r.redacted_content {
+                        self.start(index, BlockStart::RedactedReasoning { data }, out);
                     }
-                    _ => {}
+                } else if let Some(t) = delta.tool_use
+                    && !t.input.is_empty()
+                    && self.started.contains(&index)
+                {
+                    out.extend([Event::Delta {
+                        index,
+                        delta: Delta::ToolInput(t.input),
+                    }]);
                 }
             }
-            ConverseStreamOutput::ContentBlockStop(e) => {
+            StreamEvent::BlockStop(e) => {
                 let index = Self::index(e.content_block_index);
                 if self.started.contains(&index) {
                     out.extend([Event::BlockStop { index }]);
                 }
             }
-            ConverseStreamOutput::MessageStop(e) => {
-                let mut stop = stop_reason(&e.stop_reason);
+            StreamEvent::MessageStop(e) => {
+                let mut stop = stop_reason(e.stop_reason.as_deref());
                 if stop == StopReason::ToolUse && !self.saw_tools {
                     stop = StopReason::EndTurn;
                 }
                 out.extend([Event::Stop(stop)]);
             }
-            ConverseStreamOutput::Metadata(m) => {
+            StreamEvent::Metadata(m) => {
                 if let Some(u) = m.usage.as_ref() {
                     out.extend([Event::Usage(usage(u))]);
                 }
             }
-            _ => {}
         }
     }
-}
-
-type Receiver = aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
-    ConverseStreamOutput,
-    aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError,
->;
-
-struct StreamState {
-    receiver: Receiver,
-    mapper: StreamMapper,
-    pending: VecDeque<Event>,
-    done: bool,
-    alias: String,
-}
-
-/// The events of a ConverseStream answer, each mapped as soon as it is decoded. Dropping the
-/// stream drops the receiver and with it the upstream connection.
-pub fn event_stream(receiver: Receiver, alias: &str) -> EventStream {
-    let state = StreamState {
-        receiver,
-        mapper: StreamMapper::default(),
-        pending: VecDeque::new(),
-        done: false,
-        alias: alias.to_string(),
-    };
-    futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(e) = s.pending.pop_front() {
-                return Some((Ok(e), s));
-            }
-            if s.done {
-                return None;
-            }
-            match s.receiver.recv().await {
-                Ok(Some(event)) => s.mapper.map_into(event, &mut s.pending),
-                Ok(None) => return None,
-                Err(e) => {
-                    s.done = true;
-                    let err: ProviderError = errors::from_stream_error(&e, &s.alias);
-                    return Some((Err(err), s));
-                }
-            }
-        }
-    })
-    .boxed()
 }
