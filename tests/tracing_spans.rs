@@ -292,3 +292,43 @@ async fn an_upstream_mcp_server_gets_the_tool_call_span_as_traceparent() {
     let init = seen.iter().find(|(m, _)| m == "initialize").unwrap();
     assert_eq!(init.1["traceparent"], expected.as_str());
 }
+
+#[tokio::test]
+async fn a_request_the_caller_did_not_sample_records_no_span() {
+    let (memory, _guard) = collect();
+    let (engine, dir) = common::engine(&common::repo_root()).await;
+    let call = |flags: &str| {
+        let mut req = common::request(
+            "POST",
+            "/v1/chat/completions",
+            Some(dir.key("admin")),
+            bytes::Bytes::from(json!({"model": "echo", "messages": user("hi")}).to_string()),
+        );
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}")
+                .parse()
+                .unwrap(),
+        );
+        req
+    };
+    let (status, headers, _) = common::send(&engine, call("00")).await;
+    assert_eq!(status, 200);
+    // The caller's trace id all the same.
+    assert_eq!(headers["x-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(memory.0.lock().unwrap().is_empty());
+    let (status, _, _) = common::send(&engine, call("01")).await;
+    assert_eq!(status, 200);
+    let spans = memory.0.lock().unwrap().clone();
+    let root = named(&spans, "POST chat")[0];
+    assert_eq!(
+        hex::encode(root.parent_span_id.to_bytes()),
+        "00f067aa0ba902b7"
+    );
+    assert!(spans.len() >= 8, "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.span_context.trace_id() == root.span_context.trace_id())
+    );
+}

@@ -6,17 +6,18 @@
 //!   gateway's hyper client on the async runtime, so a slow or unreachable collector never
 //!   holds a request. A request's spans enter the queue together when it ends.
 //! - X-Ray on Lambda when the runtime provides the X-Ray daemon (`AWS_XRAY_DAEMON_ADDRESS`,
-//!   set with active tracing): when a request ends, its spans become one segment document
-//!   (its subsegments nested) in one UDP datagram to the daemon, a non-blocking send.
-//!   Nothing is queued across invocations, which Lambda may freeze at any time after the
-//!   answer.
+//!   set with active tracing): when a request ends, its spans go to an exporter thread, which
+//!   makes them one segment document (its subsegments nested) and sends it in one UDP
+//!   datagram to the daemon (a non-blocking send). The Lambda front end waits for that thread
+//!   before the invocation ends ([`super::flush`]), since Lambda may freeze the instance at
+//!   any time after.
 //! - Otherwise nothing, and the spans are disabled at their call sites.
 //!
 //! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turns both off. Sampling follows
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: the caller's decision, else
 //! every request); on Lambda the invocation's `Sampled` flag is the caller's decision.
 
-use super::layer::{Decider, Direct, Sampled, Sink, TraceLayer};
+use super::layer::{Background, Decider, Direct, Sampled, Sink, TraceLayer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_aws::xray_exporter::daemon_client::XrayDaemonClient;
@@ -128,7 +129,7 @@ pub fn install(
                     .always_nest_subsegments(),
             );
             exporter.set_resource(&resource);
-            (Arc::new(Direct(Mutex::new(exporter))), true)
+            (Arc::new(Background::start(exporter)?), true)
         }
     };
     let layer = with_sink(sink.clone(), xray);

@@ -53,6 +53,87 @@ impl<E: SpanExporter + 'static> Sink for Direct<E> {
     }
 }
 
+/// A span exporter on a thread of its own, fed whole traces through a bounded queue (a full
+/// queue drops the trace): X-Ray's translation, serialization and send leave the request's
+/// thread. [`flush`] waits for it to be idle (the Lambda front end, before the invocation
+/// ends).
+#[derive(Debug)]
+pub struct Background {
+    queue: std::sync::mpsc::SyncSender<Vec<SpanData>>,
+    state: Arc<Pending>,
+}
+
+/// Traces queued or being exported, and who waits for none.
+#[derive(Debug, Default)]
+struct Pending {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+static BACKGROUND: RwLock<Option<Arc<Pending>>> = RwLock::new(None);
+
+impl Background {
+    /// Starts the thread that runs `exporter`.
+    pub fn start<E: SpanExporter + 'static>(exporter: E) -> Result<Self, String> {
+        let (queue, rx) = std::sync::mpsc::sync_channel::<Vec<SpanData>>(256);
+        let state = Arc::new(Pending::default());
+        let thread_state = state.clone();
+        std::thread::Builder::new()
+            .name("pennyworth-traces".into())
+            .spawn(move || {
+                use futures_util::FutureExt as _;
+                use std::sync::atomic::Ordering;
+                while let Ok(batch) = rx.recv() {
+                    let _ = exporter.export(batch).now_or_never();
+                    if thread_state.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        thread_state.idle.notify_waiters();
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the trace exporter thread: {e}"))?;
+        if let Ok(mut slot) = BACKGROUND.write() {
+            *slot = Some(state.clone());
+        }
+        Ok(Self { queue, state })
+    }
+}
+
+impl Sink for Background {
+    fn export(&self, spans: Vec<SpanData>) {
+        use std::sync::atomic::Ordering;
+        self.state.count.fetch_add(1, Ordering::AcqRel);
+        if self.queue.try_send(spans).is_err() {
+            self.state.count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// An exporter thread is running.
+pub(crate) fn background() -> bool {
+    BACKGROUND.read().is_ok_and(|s| s.is_some())
+}
+
+/// Waits, at most `bound`, until the traces of the requests that have ended are sent (nothing
+/// to wait for without an exporter thread).
+pub async fn flush(bound: std::time::Duration) {
+    use std::sync::atomic::Ordering;
+    let Some(state) = BACKGROUND.read().ok().and_then(|s| s.clone()) else {
+        return;
+    };
+    let _ = tokio::time::timeout(bound, async {
+        loop {
+            let idle = state.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if state.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    })
+    .await;
+}
+
 impl Sink for opentelemetry_sdk::trace::BatchSpanProcessor {
     fn export(&self, spans: Vec<SpanData>) {
         use opentelemetry_sdk::trace::SpanProcessor as _;

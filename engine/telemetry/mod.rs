@@ -1,9 +1,11 @@
 //! Tracing: one trace per request, a span per stage of the request path and per upstream call
 //! (doc/observability.md).
 //!
-//! Spans are `tracing` spans of target [`TARGET`]. The binaries install an OpenTelemetry layer
-//! when an exporter is configured ([`export`]): OTLP/HTTP anywhere, X-Ray segment documents to
-//! the Lambda X-Ray daemon. Without it no layer takes these spans, so they are disabled at their
+//! Spans are `tracing` spans of target [`TARGET`]. The binaries install the gateway's layer
+//! ([`layer`]) when an exporter is configured ([`export`]): it keeps each sampled request's
+//! spans as OpenTelemetry span data and hands the whole trace to the exporter when the request
+//! ends: OTLP/HTTP anywhere, one X-Ray segment document to the Lambda X-Ray daemon. Without it,
+//! or for a request not sampled, no layer takes these spans, so they are disabled at their
 //! call sites and cost a load and a branch each.
 //!
 //! Every request has a trace id all the same: the caller's (W3C `traceparent`, or X-Ray's
@@ -18,8 +20,11 @@ pub mod layer;
 mod model;
 mod stages;
 
+pub use layer::flush;
 pub use model::{BedrockAttempts, ModelCall, Operation};
-pub use stages::{authenticate_span, authorize_span, finish, handler_span, record_verdict, start};
+pub use stages::{
+    authenticate_span, authorize_span, finish, flush_after, handler_span, record_verdict, start,
+};
 
 use http::HeaderMap;
 use std::sync::OnceLock;
@@ -234,7 +239,7 @@ fn record_response(span: &Span, status: u16, user: Option<&str>) {
     }
 }
 
-/// Adds the W3C `traceparent` (and `tracestate`) of the current span to an outgoing request,
+/// Adds the W3C `traceparent` of the current span to an outgoing request,
 /// so an upstream that traces continues the trace. Nothing when tracing is off.
 pub fn inject(headers: &mut HeaderMap) {
     if !enabled() {
