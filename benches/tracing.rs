@@ -3,8 +3,9 @@
 //! on, under the subscriber `serve` and the Lambda binary install (log lines formatted as
 //! JSON and thrown away). On: every span exported, each through its real pipeline, to a
 //! receiver on 127.0.0.1: OTLP/HTTP (batch processor, the gateway's hyper client, a receiver
-//! that reads and drops each export) and X-Ray (a segment document per span, one UDP datagram
-//! each, to a socket a thread drains). Every request continues a sampled caller trace.
+//! that reads and drops each export) and X-Ray (one nested segment document per request in one
+//! UDP datagram from the exporter thread, to a socket a thread drains). Every request
+//! continues a sampled caller trace; the last line counts what the receivers got.
 //! A plain timing harness: `cargo bench --bench tracing`. Rounds alternate so drift hits
 //! every mode; the figure is the mean time per request.
 
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use pennyworth::Engine;
 use pennyworth::telemetry::export::{Exporter, install};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Dispatch;
 use tracing_subscriber::Layer;
@@ -62,6 +64,33 @@ async fn call(engine: &Engine, key: &str, body: &Bytes, xray: bool) {
     assert!(!bytes.is_empty());
 }
 
+/// CPU time of this thread, or of the whole process, so far.
+fn cpu(clock: libc::clockid_t) -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Wall time, this thread's CPU time and the process's CPU time of `n` calls.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    wall: Duration,
+    thread: Duration,
+    process: Duration,
+}
+
+impl std::ops::AddAssign for Spent {
+    fn add_assign(&mut self, o: Self) {
+        self.wall += o.wall;
+        self.thread += o.thread;
+        self.process += o.process;
+    }
+}
+
 fn time(
     rt: &tokio::runtime::Runtime,
     d: &Dispatch,
@@ -70,17 +99,30 @@ fn time(
     body: &Bytes,
     xray: bool,
     n: u32,
-) -> Duration {
+) -> Spent {
     tracing::dispatcher::with_default(d, || {
         rt.block_on(async {
-            let t = Instant::now();
+            let (t, th, pr) = (
+                Instant::now(),
+                cpu(libc::CLOCK_THREAD_CPUTIME_ID),
+                cpu(libc::CLOCK_PROCESS_CPUTIME_ID),
+            );
             for _ in 0..n {
                 call(engine, key, body, xray).await;
             }
-            t.elapsed()
+            Spent {
+                wall: t.elapsed(),
+                thread: cpu(libc::CLOCK_THREAD_CPUTIME_ID) - th,
+                process: cpu(libc::CLOCK_PROCESS_CPUTIME_ID) - pr,
+            }
         })
     })
 }
+
+/// Exports and bytes the OTLP receiver got; datagrams the stand-in daemon got.
+static POSTS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static DATAGRAMS: AtomicU64 = AtomicU64::new(0);
 
 /// An OTLP/HTTP receiver that reads each export and answers 200.
 async fn receiver() -> String {
@@ -92,7 +134,10 @@ async fn receiver() -> String {
         while let Ok((stream, _)) = listener.accept().await {
             let service = hyper::service::service_fn(
                 |req: http::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
+                    if let Ok(b) = req.into_body().collect().await {
+                        POSTS.fetch_add(1, Ordering::Relaxed);
+                        BYTES.fetch_add(b.to_bytes().len() as u64, Ordering::Relaxed);
+                    }
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
                 },
             );
@@ -128,7 +173,9 @@ fn main() {
     // early, which is cheaper than sending).
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
-        while sink.recv(&mut buf).is_ok() {}
+        while sink.recv(&mut buf).is_ok() {
+            DATAGRAMS.fetch_add(1, Ordering::Relaxed);
+        }
     });
 
     let (engine, dir) = rt.block_on(common::engine(&common::repo_root()));
@@ -168,10 +215,13 @@ fn main() {
     let (xray_layer, _xray) = install(&Exporter::Xray(sink_addr), None).expect("xray");
     let xray = dispatch(Some(xray_layer));
 
-    println!("mean time per request through Engine::handle, {ROUNDS} alternating rounds");
     println!(
-        "{:<9} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "mode", "off µs", "otlp µs", "xray µs", "otlp +µs", "xray +µs"
+        "per request through Engine::handle, {ROUNDS} alternating rounds: wall time; CPU time of \
+         the request's thread; CPU time of the process (exporter threads and receivers included)"
+    );
+    println!(
+        "{:<9} {:<8} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "mode", "clock", "off µs", "otlp µs", "xray µs", "otlp +µs", "xray +µs"
     );
     let n = 4_000u32;
     for stream in [false, true] {
@@ -183,7 +233,7 @@ fn main() {
         for (d, x) in [(&off, false), (&otlp, false), (&xray, true)] {
             time(&rt, d, &engine, &key, &body, x, 200);
         }
-        let mut t = [Duration::ZERO; 3];
+        let mut t = [Spent::default(); 3];
         for _ in 0..ROUNDS {
             for (i, (d, x)) in [(&off, false), (&otlp, false), (&xray, true)]
                 .into_iter()
@@ -193,12 +243,26 @@ fn main() {
             }
         }
         let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
-        let (a, b, c) = (us(t[0]), us(t[1]), us(t[2]));
-        println!(
-            "{:<9} {a:>9.1} {b:>9.1} {c:>9.1} {:>10.1} {:>10.1}",
-            if stream { "streamed" } else { "buffered" },
-            b - a,
-            c - a
-        );
+        for (clock, pick) in [
+            ("wall", (|s: &Spent| s.wall) as fn(&Spent) -> Duration),
+            ("thread", |s: &Spent| s.thread),
+            ("process", |s: &Spent| s.process),
+        ] {
+            let (a, b, c) = (us(pick(&t[0])), us(pick(&t[1])), us(pick(&t[2])));
+            println!(
+                "{:<9} {clock:<8} {a:>9.1} {b:>9.1} {c:>9.1} {:>10.1} {:>10.1}",
+                if stream { "streamed" } else { "buffered" },
+                b - a,
+                c - a
+            );
+        }
     }
+    // Let the batch processor's last export and the last datagrams arrive.
+    std::thread::sleep(Duration::from_secs(6));
+    println!(
+        "received: {} OTLP exports ({} bytes), {} X-Ray datagrams",
+        POSTS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+        DATAGRAMS.load(Ordering::Relaxed)
+    );
 }

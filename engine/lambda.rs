@@ -124,11 +124,16 @@ pub async fn handle(engine: &Engine, request: lambda_http::Request) -> Response<
         request.extensions_mut().insert(p);
     }
     let response = engine.handle(request).await;
-    match engine.ledger().store() {
+    let response = match engine.ledger().store() {
         Some(store) => {
             let store = store.clone();
             response.map(|body| body.then_flush(store, LEDGER_FLUSH_BOUND))
         }
         None => response,
-    }
+    };
+    // The request's X-Ray segment leaves from the exporter thread before the answer ends.
+    response.map(|body| crate::telemetry::flush_after(body, TRACE_FLUSH_BOUND))
 }
+
+/// Longest the end of an answer waits for its trace to be sent (normally microseconds).
+const TRACE_FLUSH_BOUND: std::time::Duration = std::time::Duration::from_millis(50);

@@ -406,6 +406,29 @@ fn documents(socket: &std::net::UdpSocket, into: &mut Vec<Value>) {
     }
 }
 
+/// Every subsegment of `docs`, a nested one with its container's id as `parent_id`.
+fn flatten(docs: &[Value]) -> Vec<Value> {
+    fn walk(d: &Value, parent: Option<&Value>, out: &mut Vec<Value>) {
+        for s in d["subsegments"].as_array().into_iter().flatten() {
+            walk(s, Some(d), out);
+        }
+        let mut d = d.clone();
+        if let Some(p) = parent {
+            assert!(d.get("parent_id").is_none_or(|id| *id == p["id"]), "{d}");
+            d["parent_id"] = p["id"].clone();
+        }
+        if let Some(o) = d.as_object_mut() {
+            o.remove("subsegments");
+        }
+        out.push(d);
+    }
+    let mut out = Vec::new();
+    for d in docs {
+        walk(d, None, &mut out);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xray_daemon_gets_the_subsegments_of_a_chat_call_through_the_lambda_binary() {
     let (daemon, daemon_addr) = xray_daemon();
@@ -479,13 +502,17 @@ async fn an_xray_daemon_gets_the_subsegments_of_a_chat_call_through_the_lambda_b
         );
         documents(&daemon, &mut docs);
     }
-    // A moment for the spans that end with the streamed body.
+    // A moment for any span that ends after the request's.
     std::thread::sleep(Duration::from_millis(200));
     documents(&daemon, &mut docs);
-
+    // The request's subsegments arrive nested in one document.
+    assert_eq!(docs.len(), 1, "{docs:#?}");
     for d in &docs {
         assert_eq!(d["trace_id"], root.as_str(), "{d}");
         assert_eq!(d["type"], "subsegment", "{d}");
+    }
+    let docs = flatten(&docs);
+    for d in &docs {
         let id = d["id"].as_str().unwrap();
         assert!(
             id.len() == 16 && id.bytes().all(|c| c.is_ascii_hexdigit()),

@@ -1,5 +1,5 @@
 //! The spans of requests through the engine with the Bedrock test server, collected in memory
-//! through the real `tracing` → OpenTelemetry layer: SDK retries, fallbacks, a stream's span
+//! through the gateway's `tracing` → OpenTelemetry layer: SDK retries, fallbacks, a stream's span
 //! lasting as long as the stream with its token counts, a refused caller.
 
 #[path = "support/bedrock.rs"]
@@ -12,7 +12,7 @@ use bedrock_server::{Item, Reply};
 use harness::Harness;
 use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt;
@@ -28,15 +28,13 @@ impl SpanExporter for Memory {
     }
 }
 
-/// Collects the gateway's spans on this thread while the guard lives.
-fn collect() -> (Memory, SdkTracerProvider, tracing::subscriber::DefaultGuard) {
+/// Collects the gateway's spans on this thread while the guard lives (each request's as it
+/// ends).
+fn collect() -> (Memory, tracing::subscriber::DefaultGuard) {
     let memory = Memory::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(memory.clone())
-        .build();
-    let layer = pennyworth::telemetry::export::layer(&provider, false);
+    let layer = pennyworth::telemetry::export::layer(memory.clone(), false);
     let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    (memory, provider, guard)
+    (memory, guard)
 }
 
 fn attr(s: &SpanData, key: &str) -> Option<OtelValue> {
@@ -56,7 +54,7 @@ fn user(text: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn bedrock_retries_fallbacks_and_tokens_are_on_the_model_spans() {
-    let (memory, _provider, _guard) = collect();
+    let (memory, _guard) = collect();
     let h = Harness::start().await;
     // Two throttles the SDK retries, then the answer.
     let throttle = Reply::error(429, "ThrottlingException", "Too many requests");
@@ -127,7 +125,7 @@ async fn bedrock_retries_fallbacks_and_tokens_are_on_the_model_spans() {
 
 #[tokio::test]
 async fn a_stream_keeps_its_spans_open_until_it_ends() {
-    let (memory, _provider, _guard) = collect();
+    let (memory, _guard) = collect();
     let h = Harness::start().await;
     let Reply::Stream(mut items) = Reply::stream_text(&["one ", "two ", "three"]) else {
         unreachable!()
@@ -170,7 +168,7 @@ async fn a_stream_keeps_its_spans_open_until_it_ends() {
 
 #[tokio::test]
 async fn a_refused_caller_ends_at_authenticate() {
-    let (memory, _provider, _guard) = collect();
+    let (memory, _guard) = collect();
     let h = Harness::start().await;
     let req = common::request(
         "POST",
@@ -249,7 +247,7 @@ async fn mcp_upstream() -> (String, Seen) {
 
 #[tokio::test]
 async fn an_upstream_mcp_server_gets_the_tool_call_span_as_traceparent() {
-    let (memory, _provider, _guard) = collect();
+    let (memory, _guard) = collect();
     let (url, seen) = mcp_upstream().await;
     let config = common::copy_default_config();
     let routes = std::fs::read_to_string(config.path().join("routes.yaml")).unwrap();
@@ -293,4 +291,44 @@ async fn an_upstream_mcp_server_gets_the_tool_call_span_as_traceparent() {
     // The handshake before it was made within the same span.
     let init = seen.iter().find(|(m, _)| m == "initialize").unwrap();
     assert_eq!(init.1["traceparent"], expected.as_str());
+}
+
+#[tokio::test]
+async fn a_request_the_caller_did_not_sample_records_no_span() {
+    let (memory, _guard) = collect();
+    let (engine, dir) = common::engine(&common::repo_root()).await;
+    let call = |flags: &str| {
+        let mut req = common::request(
+            "POST",
+            "/v1/chat/completions",
+            Some(dir.key("admin")),
+            bytes::Bytes::from(json!({"model": "echo", "messages": user("hi")}).to_string()),
+        );
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}")
+                .parse()
+                .unwrap(),
+        );
+        req
+    };
+    let (status, headers, _) = common::send(&engine, call("00")).await;
+    assert_eq!(status, 200);
+    // The caller's trace id all the same.
+    assert_eq!(headers["x-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(memory.0.lock().unwrap().is_empty());
+    let (status, _, _) = common::send(&engine, call("01")).await;
+    assert_eq!(status, 200);
+    let spans = memory.0.lock().unwrap().clone();
+    let root = named(&spans, "POST chat")[0];
+    assert_eq!(
+        hex::encode(root.parent_span_id.to_bytes()),
+        "00f067aa0ba902b7"
+    );
+    assert!(spans.len() >= 8, "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.span_context.trace_id() == root.span_context.trace_id())
+    );
 }

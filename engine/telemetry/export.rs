@@ -1,32 +1,34 @@
 //! Where spans go, chosen once at start from the standard environment variables:
 //!
 //! - OTLP/HTTP (protobuf) when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set: a batch processor on its own thread with a bounded
-//!   queue (`OTEL_BSP_*`; spans are dropped when it is full), sending with the gateway's hyper
-//!   client on the async runtime, so a slow or unreachable collector never holds a request.
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set: the SDK's batch processor on its own thread with a
+//!   bounded queue (`OTEL_BSP_*`; spans are dropped when it is full), sending with the
+//!   gateway's hyper client on the async runtime, so a slow or unreachable collector never
+//!   holds a request. A request's spans enter the queue together when it ends.
 //! - X-Ray on Lambda when the runtime provides the X-Ray daemon (`AWS_XRAY_DAEMON_ADDRESS`,
-//!   set with active tracing): each span, as it ends, becomes one segment document in one UDP
-//!   datagram to the daemon (a non-blocking send of a few hundred bytes). Nothing is queued
-//!   across invocations, which Lambda may freeze at any time after the answer.
+//!   set with active tracing): when a request ends, its spans go to an exporter thread, which
+//!   makes them one segment document (its subsegments nested) and sends it in one UDP
+//!   datagram to the daemon (a non-blocking send). The Lambda front end waits for that thread
+//!   before the invocation ends ([`super::flush`]), since Lambda may freeze the instance at
+//!   any time after.
 //! - Otherwise nothing, and the spans are disabled at their call sites.
 //!
 //! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turns both off. Sampling follows
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: the caller's decision, else
 //! every request); on Lambda the invocation's `Sampled` flag is the caller's decision.
 
-use super::TARGET;
+use super::layer::{Background, Decider, Direct, Sampled, Sink, TraceLayer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_aws::xray_exporter::daemon_client::XrayDaemonClient;
 use opentelemetry_aws::xray_exporter::{SegmentTranslator, XrayExporter};
 use opentelemetry_otlp::WithHttpConfig as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanExporter, SpanProcessor as _};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::filter_fn;
 
 /// A failed export was logged (once per process: a collector that is down stays quiet).
 static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -76,29 +78,34 @@ pub type BoxLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 /// The installed pipeline; dropping it flushes what is queued (give it a moment at exit).
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    sink: Arc<dyn Sink>,
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        let _ = self.provider.shutdown();
+        self.sink.shutdown();
     }
 }
 
-/// Builds the pipeline for `exporter` and the `tracing` layer that feeds it (only spans of
-/// [`TARGET`]), and turns the gateway's spans on. `runtime` runs OTLP's HTTP requests.
-pub fn install(
-    exporter: &Exporter,
-    runtime: Option<tokio::runtime::Handle>,
-) -> Result<(BoxLayer, Telemetry), String> {
+fn resource() -> Resource {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "pennyworth".into()),
         );
     }
-    let builder = SdkTracerProvider::builder().with_resource(resource.build());
-    let provider = match exporter {
+    resource.build()
+}
+
+/// Builds the pipeline for `exporter` and the `tracing` layer that feeds it (only spans of
+/// [`super::TARGET`] of sampled requests), and turns the gateway's spans on. `runtime` runs OTLP's
+/// HTTP requests.
+pub fn install(
+    exporter: &Exporter,
+    runtime: Option<tokio::runtime::Handle>,
+) -> Result<(BoxLayer, Telemetry), String> {
+    let resource = resource();
+    let (sink, xray): (Arc<dyn Sink>, bool) = match exporter {
         Exporter::Otlp => {
             let runtime = runtime.ok_or("OTLP export needs the async runtime")?;
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -106,40 +113,52 @@ pub fn install(
                 .with_http_client(OtlpHttp::new(runtime)?)
                 .build()
                 .map_err(|e| format!("cannot set up the OTLP exporter: {e}"))?;
-            builder
-                .with_span_processor(BatchSpanProcessor::builder(exporter).build())
-                .build()
+            // `OTEL_BSP_*` are read here.
+            let mut processor = BatchSpanProcessor::builder(exporter).build();
+            processor.set_resource(&resource);
+            (Arc::new(processor), false)
         }
         Exporter::Xray(addr) => {
             let client = XrayDaemonClient::new(*addr)
                 .map_err(|e| format!("cannot open a socket to the X-Ray daemon at {addr}: {e}"))?;
             // Attributes become annotations, so a trace can be found by request id, model,
-            // route or user.
-            let exporter = XrayExporter::new(client)
-                .with_translator(SegmentTranslator::new().index_all_attrs());
-            builder
-                .with_simple_exporter(exporter)
-                .with_id_generator(opentelemetry_aws::trace::XrayIdGenerator::default())
-                .build()
+            // route or user; a request's subsegments are nested in one document.
+            let mut exporter = XrayExporter::new(client).with_translator(
+                SegmentTranslator::new()
+                    .index_all_attrs()
+                    .always_nest_subsegments(),
+            );
+            exporter.set_resource(&resource);
+            (Arc::new(Background::start(exporter)?), true)
         }
     };
-    let layer = layer(&provider, matches!(exporter, Exporter::Xray(_)));
-    Ok((layer, Telemetry { provider }))
+    let layer = with_sink(sink.clone(), xray);
+    Ok((layer, Telemetry { sink }))
 }
 
-/// The `tracing` layer that feeds `provider` the gateway's spans, and turns them on. `xray`:
-/// the spans are subsegments of a Lambda function's segment (the root is not a server span).
-pub fn layer(provider: &SdkTracerProvider, xray: bool) -> BoxLayer {
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("pennyworth"))
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(filter_fn(|m| m.is_span() && m.target() == TARGET));
+/// The `tracing` layer that hands each sampled request's spans to `exporter` as the request
+/// ends (on the request's thread), and turns the gateway's spans on. `xray`: the spans are
+/// subsegments of a Lambda function's segment (the root is not a server span). For tests and
+/// tools; [`install`] builds the binaries' pipelines.
+pub fn layer(exporter: impl SpanExporter + 'static, xray: bool) -> BoxLayer {
+    with_sink(Arc::new(Direct(Mutex::new(exporter))), xray)
+}
+
+fn with_sink(sink: Arc<dyn Sink>, xray: bool) -> BoxLayer {
+    // Sampling follows `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (the SDK's reading
+    // of them); X-Ray needs its own trace ids (the first 4 bytes are the epoch seconds).
+    let config = opentelemetry_sdk::trace::Config::default();
+    let ids: Box<dyn opentelemetry_sdk::trace::IdGenerator> = if xray {
+        Box::new(opentelemetry_aws::trace::XrayIdGenerator::default())
+    } else {
+        config.id_generator
+    };
+    super::layer::set_decider(Decider {
+        sampler: config.sampler,
+        ids,
+    });
     super::mark_installed(xray);
-    Box::new(layer)
+    Box::new(TraceLayer::new(sink).with_filter(Sampled))
 }
 
 /// The OTLP exporter's HTTP client: the gateway's hyper client, its requests run on the async

@@ -1,9 +1,11 @@
 //! Tracing: one trace per request, a span per stage of the request path and per upstream call
 //! (doc/observability.md).
 //!
-//! Spans are `tracing` spans of target [`TARGET`]. The binaries install an OpenTelemetry layer
-//! when an exporter is configured ([`export`]): OTLP/HTTP anywhere, X-Ray segment documents to
-//! the Lambda X-Ray daemon. Without it no layer takes these spans, so they are disabled at their
+//! Spans are `tracing` spans of target [`TARGET`]. The binaries install the gateway's layer
+//! ([`layer`]) when an exporter is configured ([`export`]): it keeps each sampled request's
+//! spans as OpenTelemetry span data and hands the whole trace to the exporter when the request
+//! ends: OTLP/HTTP anywhere, one X-Ray segment document to the Lambda X-Ray daemon. Without it,
+//! or for a request not sampled, no layer takes these spans, so they are disabled at their
 //! call sites and cost a load and a branch each.
 //!
 //! Every request has a trace id all the same: the caller's (W3C `traceparent`, or X-Ray's
@@ -14,19 +16,20 @@
 //! Attributes carry names, ids, statuses and counts only: never prompt text, keys or tokens.
 
 pub mod export;
+pub mod layer;
 mod model;
 mod stages;
 
+pub use layer::flush;
 pub use model::{ModelCall, Operation};
-pub use stages::{authenticate_span, authorize_span, finish, handler_span, record_verdict, start};
+pub use stages::{
+    authenticate_span, authorize_span, finish, flush_after, handler_span, record_verdict, start,
+};
 
 use http::HeaderMap;
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Target of every span of the gateway (what the export layer takes).
 pub const TARGET: &str = "pennyworth::trace";
@@ -132,21 +135,6 @@ impl Parent {
     fn valid(&self) -> bool {
         self.trace_id != [0; 16] && self.span_id != [0; 8]
     }
-
-    fn context(&self) -> opentelemetry::Context {
-        let flags = if self.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from_bytes(self.trace_id),
-            SpanId::from_bytes(self.span_id),
-            flags,
-            true,
-            TraceState::default(),
-        ))
-    }
 }
 
 /// A fresh trace id for a request nobody traces: random per process, then a counter mixed
@@ -194,32 +182,34 @@ pub fn request(method: &str, path: &str, request_id: &str, parent: Option<Parent
     } else {
         "server"
     };
-    let span = tracing::info_span!(
-        target: TARGET,
-        "request",
-        otel.kind = kind,
-        otel.status_code = tracing::field::Empty,
-        request_id,
-        http.request.method = method,
-        url.path = path,
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        enduser.id = tracing::field::Empty,
-    );
-    let mut traced = None;
-    if enabled() && !span.is_disabled() {
-        if let Some(p) = parent {
-            let _ = span.set_parent(p.context());
-        }
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            traced = Some(sc.trace_id().to_string());
-        }
-    }
-    let trace_id = traced
-        .or_else(|| parent.map(|p| hex::encode(p.trace_id)))
-        .unwrap_or_else(fresh_trace_id);
+    let make = || {
+        tracing::info_span!(
+            target: TARGET,
+            "request",
+            otel.name = tracing::field::Empty,
+            otel.kind = kind,
+            otel.status_code = tracing::field::Empty,
+            request_id,
+            http.request.method = method,
+            url.path = path,
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            enduser.id = tracing::field::Empty,
+        )
+    };
+    let root = if enabled() {
+        layer::decide(parent, "request", kind == "server")
+    } else {
+        None
+    };
+    let (span, trace_id) = match root {
+        // Unsampled: the layer takes none of its spans, which are disabled where they open.
+        Some(r) => (layer::open_root(r, make), hex::encode(r.trace_id)),
+        None => (
+            make(),
+            parent.map_or_else(fresh_trace_id, |p| hex::encode(p.trace_id)),
+        ),
+    };
     RequestTrace { span, trace_id }
 }
 
@@ -231,10 +221,7 @@ pub fn record_route(method: &str, route: &str) {
     let span = Span::current();
     if !span.is_disabled() {
         span.record("http.route", route);
-        // The span has started (its trace id was read), so its name is set on the span itself.
-        span.context()
-            .span()
-            .update_name(format!("{method} {route}"));
+        span.record("otel.name", format!("{method} {route}").as_str());
     }
 }
 
@@ -252,16 +239,17 @@ fn record_response(span: &Span, status: u16, user: Option<&str>) {
     }
 }
 
-/// Adds the W3C `traceparent` (and `tracestate`) of the current span to an outgoing request,
+/// Adds the W3C `traceparent` of the current span to an outgoing request,
 /// so an upstream that traces continues the trace. Nothing when tracing is off.
 pub fn inject(headers: &mut HeaderMap) {
     if !enabled() {
         return;
     }
-    let cx = Span::current().context();
-    if cx.span().span_context().is_valid() {
-        opentelemetry_sdk::propagation::TraceContextPropagator::new()
-            .inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+    if let Some((trace, span)) = layer::current() {
+        let value = format!("00-{}-{}-01", hex::encode(trace), hex::encode(span));
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            headers.insert("traceparent", v);
+        }
     }
 }
 

@@ -75,3 +75,23 @@ pub fn record_verdict(span: &Span, allowed: bool, policies: &[String]) {
 pub fn handler_span(kind: crate::config::routes::HandlerKind) -> Span {
     tracing::info_span!(target: TARGET, "handler", pennyworth.handler = ?kind)
 }
+
+/// `body`, then a wait of at most `bound` for the traces of ended requests to be sent by the
+/// exporter thread (X-Ray): the Lambda front end's answer ends after it, since Lambda may
+/// freeze the instance once the answer has ended. The client has every byte before the wait.
+/// `body` unchanged without an exporter thread.
+pub fn flush_after(body: Body, bound: std::time::Duration) -> Body {
+    use futures_util::StreamExt;
+    if !super::layer::background() {
+        return body;
+    }
+    let flush = futures_util::stream::once(super::flush(bound))
+        .filter_map(|()| std::future::ready(None::<Result<Bytes, crate::body::BoxError>>));
+    match body {
+        Body::Full(None) => Body::stream(flush),
+        Body::Full(Some(b)) => {
+            Body::stream(futures_util::stream::once(std::future::ready(Ok(b))).chain(flush))
+        }
+        Body::Stream(s) => Body::stream(s.chain(flush)),
+    }
+}
