@@ -26,6 +26,7 @@ PARTS = [
     ("HTTP client (hyper)", ["hyper_util::client", "hyper::client"]),
     ("stream rendering (gateway)", ["handlers::stream", "SseState", "StreamState", "TextStream", "handlers::openai::chat", "handlers::anthropic", "handlers::responses"]),
     ("usage, ledger, logging", ["pennyworth::usage", "tracing_subscriber", "rusqlite", "sqlite3"]),
+    ("tracing spans and trace ids (telemetry)", ["pennyworth::telemetry", "tracing_core", "tracing::span", "tracing_opentelemetry"]),
     ("JSON parsing and writing (serde_json, gateway)", ["serde_json"]),
     ("identity, routing, handlers (gateway)", ["pennyworth::auth", "pennyworth::directory", "pennyworth::router", "pennyworth::handlers", "pennyworth::engine", "matchit"]),
     ("HTTP server (hyper)", ["hyper::proto", "hyper::server", "hyper_util::server", "pennyworth::server"]),

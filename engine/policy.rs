@@ -5,12 +5,16 @@
 
 use crate::config::{ConfigError, SourceFile, line_of_offset};
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Authorizer, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+
+mod cache;
+mod decide;
+use cache::{DecisionCache, Subject};
+use decide::deny;
 
 /// The Cedar namespace of every Pennyworth entity type and action.
 pub const NAMESPACE: &str = "Pennyworth";
@@ -131,6 +135,8 @@ pub struct PolicyEngine {
     /// reasons and errors, less work per request.
     by_action: HashMap<EntityUid, PolicySet>,
     models: HashMap<String, Entity>,
+    /// Entities and decisions per principal, action and resource ([`cache`]).
+    decisions: DecisionCache,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -347,6 +353,7 @@ impl PolicyEngine {
             action_entities,
             by_action,
             models: model_entities,
+            decisions: DecisionCache::default(),
         })
     }
 
@@ -375,57 +382,6 @@ impl PolicyEngine {
         .map_err(|e| e.to_string())
     }
 
-    fn context(auth: &str, facts: &RequestFacts) -> Result<Context, String> {
-        let mut pairs = vec![
-            (
-                "auth".to_string(),
-                RestrictedExpression::new_string(auth.to_string()),
-            ),
-            (
-                "stream".to_string(),
-                RestrictedExpression::new_bool(facts.stream),
-            ),
-        ];
-        if let Some(max) = facts.max_tokens {
-            pairs.push((
-                "max_tokens".to_string(),
-                RestrictedExpression::new_long(i64::try_from(max).unwrap_or(i64::MAX)),
-            ));
-        }
-        if let Some(ip) = &facts.source_ip {
-            pairs.push((
-                "source_ip".to_string(),
-                RestrictedExpression::new_string(ip.clone()),
-            ));
-        }
-        pairs.push(("spend".to_string(), spend_record(&facts.spend)?));
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
-    }
-
-    fn principal_entity(&self, p: &PrincipalInfo<'_>) -> Result<Entity, String> {
-        let parents: HashSet<EntityUid> = p
-            .groups
-            .iter()
-            .map(|g| EntityTypes::uid(&self.types.group, g))
-            .collect();
-        let attrs = HashMap::from([
-            (
-                "username".to_string(),
-                RestrictedExpression::new_string(p.username.to_string()),
-            ),
-            (
-                "auth".to_string(),
-                RestrictedExpression::new_string(p.auth.to_string()),
-            ),
-        ]);
-        Entity::new(
-            EntityTypes::uid(&self.types.user, p.user_id),
-            attrs,
-            parents,
-        )
-        .map_err(|e| e.to_string())
-    }
-
     /// Authorizes `principal` to do `action` on `Api::"<route>"`.
     pub fn authorize_api(
         &self,
@@ -434,8 +390,9 @@ impl PolicyEngine {
         route: &str,
         facts: &RequestFacts,
     ) -> Verdict {
-        let resource = EntityTypes::uid(&self.types.api, route);
-        self.authorize(principal, action, resource, None, facts)
+        self.authorize_cached(principal, action, Subject::Api(route), facts, || {
+            Ok((EntityTypes::uid(&self.types.api, route), None))
+        })
     }
 
     /// Authorizes `principal` to do `action` on `Model::"<alias>"` (which must be configured).
@@ -453,7 +410,9 @@ impl PolicyEngine {
                 errors: vec![format!("model `{alias}` is not configured")],
             };
         };
-        self.authorize(principal, action, entity.uid(), Some(entity), facts)
+        self.authorize_cached(principal, action, Subject::Model(alias), facts, || {
+            Ok((entity.uid(), Some(entity.clone())))
+        })
     }
 
     /// Authorizes `principal` to do `action` on `Tool::"<tool>"` in `ToolServer::"<server>"`.
@@ -465,16 +424,18 @@ impl PolicyEngine {
         server: &str,
         facts: &RequestFacts,
     ) -> Verdict {
-        let uid = EntityTypes::uid(&self.types.tool, tool);
-        let parents = HashSet::from([EntityTypes::uid(&self.types.tool_server, server)]);
-        match Entity::new(uid.clone(), HashMap::new(), parents) {
-            Ok(entity) => self.authorize(principal, action, uid, Some(&entity), facts),
-            Err(e) => Verdict {
-                allowed: false,
-                reasons: Vec::new(),
-                errors: vec![e.to_string()],
+        self.authorize_cached(
+            principal,
+            action,
+            Subject::Tool(tool, server),
+            facts,
+            || {
+                let uid = EntityTypes::uid(&self.types.tool, tool);
+                let parents = HashSet::from([EntityTypes::uid(&self.types.tool_server, server)]);
+                let entity = Entity::new(uid.clone(), HashMap::new(), parents);
+                entity.map(|e| (uid, Some(e))).map_err(|e| e.to_string())
             },
-        }
+        )
     }
 
     /// Authorizes `principal` to do `action` on a `Key` or `UserAccount` (`resource.owner` in
@@ -500,62 +461,12 @@ impl PolicyEngine {
             );
         }
         let uid = EntityTypes::uid(resource.kind, resource.id);
-        match Entity::new(uid.clone(), attrs, HashSet::new()) {
-            Ok(entity) => self.authorize(principal, action, uid, Some(&entity), facts),
-            Err(e) => Verdict {
-                allowed: false,
-                reasons: Vec::new(),
-                errors: vec![e.to_string()],
-            },
-        }
-    }
-
-    fn authorize(
-        &self,
-        principal: &PrincipalInfo<'_>,
-        action: &EntityUid,
-        resource: EntityUid,
-        resource_entity: Option<&Entity>,
-        facts: &RequestFacts,
-    ) -> Verdict {
-        let deny = |why: String| Verdict {
-            allowed: false,
-            reasons: Vec::new(),
-            errors: vec![why],
-        };
-        let user = match self.principal_entity(principal) {
-            Ok(u) => u,
-            Err(e) => return deny(e),
-        };
-        let principal_uid = user.uid();
-        let context = match Self::context(principal.auth, facts) {
-            Ok(c) => c,
-            Err(e) => return deny(e),
-        };
-        let request = match Request::new(principal_uid, action.clone(), resource, context, None) {
-            Ok(r) => r,
-            Err(e) => return deny(e.to_string()),
-        };
-        let entities = match Entities::from_entities(
-            std::iter::once(user).chain(resource_entity.cloned()).chain(
-                self.action_entities
-                    .get(action)
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            ),
-            None,
-        ) {
-            Ok(e) => e,
-            Err(e) => return deny(e.to_string()),
-        };
-        let policies = self.by_action.get(action).unwrap_or(&self.policies);
-        let response = self.authorizer.is_authorized(&request, policies, &entities);
-        let diagnostics = response.diagnostics();
-        Verdict {
-            allowed: response.decision() == Decision::Allow,
-            reasons: diagnostics.reason().map(ToString::to_string).collect(),
-            errors: diagnostics.errors().map(ToString::to_string).collect(),
+        let entities = Entity::new(uid.clone(), attrs, HashSet::new())
+            .map_err(|e| e.to_string())
+            .and_then(|entity| self.entities(principal, action, Some(entity)));
+        match entities {
+            Ok(entities) => self.decide(principal, action, uid, &entities, facts),
+            Err(e) => deny(e),
         }
     }
 }
@@ -588,22 +499,4 @@ fn policies_by_action(
         out.insert(action.clone(), set);
     }
     out
-}
-
-/// `context.spend`: whole USD and micro-dollars (both rounded down), today and this month (UTC),
-/// of the caller and of the key they used.
-fn spend_record(s: &crate::usage::store::Spend) -> Result<RestrictedExpression, String> {
-    let long = |v: i64| RestrictedExpression::new_long(v);
-    RestrictedExpression::new_record([
-        ("day_usd".to_string(), long(s.user_day / 1_000_000_000)),
-        ("month_usd".to_string(), long(s.user_month / 1_000_000_000)),
-        ("day_micro_usd".to_string(), long(s.user_day / 1_000)),
-        ("month_micro_usd".to_string(), long(s.user_month / 1_000)),
-        ("key_day_usd".to_string(), long(s.key_day / 1_000_000_000)),
-        (
-            "key_month_usd".to_string(),
-            long(s.key_month / 1_000_000_000),
-        ),
-    ])
-    .map_err(|e| e.to_string())
 }

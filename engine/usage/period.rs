@@ -47,6 +47,17 @@ pub fn month(at: i64) -> String {
     format!("{y:04}-{m:02}")
 }
 
+/// The UTC day of `at` as a number (days since 1970-01-01): [`day`] without the text.
+pub fn day_number(at: i64) -> i64 {
+    at.div_euclid(DAY)
+}
+
+/// The UTC month of `at` as a number (`year * 12 + month - 1`): ordered like [`month`].
+pub fn month_number(at: i64) -> i64 {
+    let (y, m, _) = civil_from_days(at.div_euclid(DAY));
+    y * 12 + i64::from(m) - 1
+}
+
 /// The day of the month of `at` (1..=31).
 pub fn day_of_month(at: i64) -> u32 {
     civil_from_days(at.div_euclid(DAY)).2
@@ -119,6 +130,9 @@ mod tests {
         assert_eq!(parse_day("2026-02-30"), None);
         assert_eq!(parse_day("2026-2-3"), None);
         assert_eq!(parse_day("2026-13-01"), None);
+        assert_eq!(month_number(leap), 2024 * 12 + 1);
+        assert!(month_number(nye + DAY) > month_number(nye));
+        assert_eq!(day_number(leap), parse_day("2024-02-29").unwrap() / DAY);
         for d in [-1_000_000i64, -1, 0, 1, 19_000, 20_000, 2_000_000] {
             let s = day(d * DAY);
             assert_eq!(parse_day(&s), Some(d * DAY), "{s}");

@@ -129,10 +129,7 @@ impl From<ProviderError> for ApiError {
 
 /// A completion or chunk id: `chatcmpl-` and 24 hex digits.
 pub(super) fn completion_id() -> String {
-    let mut b = [0u8; 12];
-    // An id collision is harmless; fall back to zeros rather than fail the request.
-    let _ = getrandom::fill(&mut b);
-    format!("chatcmpl-{}", hex::encode(b))
+    format!("chatcmpl-{}", super::ids::id_hex())
 }
 
 pub(super) fn unix_now() -> i64 {

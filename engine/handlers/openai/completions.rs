@@ -148,9 +148,7 @@ impl CompletionRequest {
 }
 
 fn completion_id() -> String {
-    let mut b = [0u8; 12];
-    let _ = getrandom::fill(&mut b);
-    format!("cmpl-{}", hex::encode(b))
+    format!("cmpl-{}", super::ids::id_hex())
 }
 
 #[derive(Serialize)]

@@ -343,6 +343,11 @@ pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             ),
         });
     }
+    // Tracking the path costs on every body; only a failure needs it, so a body that fails
+    // is parsed again with it (to the same error, now with its path).
+    if let Ok(parsed) = serde_json::from_slice(body) {
+        return Ok(parsed);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(body_error)
 }

@@ -1,20 +1,42 @@
 //! The fast path for streamed chunks: a chunk of the usual shape is read into typed structs
 //! (no `Value` tree; fields the gateway does not use are skipped unread), with the same
 //! result as [`super::mapping::chunk`]. Anything else (an `error` member, a field of an
-//! unexpected type, duplicate keys) is left to the `Value` path.
+//! unexpected type, an array where an object belongs, duplicate keys) is left to the `Value`
+//! path.
 
 use crate::inference::Event;
 use crate::inference::stream::Sequencer;
 use crate::providers::TokenUsage;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
+
+/// A JSON object read into `T`. A derived struct also accepts an array (its fields in order),
+/// where the `Value` path sees no field at all: such input is refused, so the caller falls
+/// back to the `Value` path.
+pub(super) struct Obj<T>(pub(super) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData)).map(Obj)
+    }
+}
 
 #[derive(Deserialize)]
 struct ChunkIn {
     #[serde(default)]
-    choices: Option<Vec<ChoiceIn>>,
+    choices: Option<Vec<Obj<ChoiceIn>>>,
     #[serde(default)]
-    usage: Option<UsageIn>,
+    usage: Option<Obj<UsageIn>>,
     #[serde(default, deserialize_with = "present")]
     error: bool,
 }
@@ -22,7 +44,7 @@ struct ChunkIn {
 #[derive(Deserialize)]
 struct ChoiceIn {
     #[serde(default)]
-    delta: Option<DeltaIn>,
+    delta: Option<Obj<DeltaIn>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
@@ -36,35 +58,54 @@ struct DeltaIn {
     #[serde(default)]
     reasoning: Option<String>,
     #[serde(default)]
-    tool_calls: Option<Vec<CallIn>>,
+    tool_calls: Option<Vec<Obj<CallIn>>>,
 }
 
+/// A tool call (of a chunk's delta, or of a buffered answer's message).
 #[derive(Deserialize)]
-struct CallIn {
+pub(super) struct CallIn {
     #[serde(default)]
-    index: Option<u64>,
+    pub(super) index: Option<u64>,
     #[serde(default)]
-    id: Option<String>,
+    pub(super) id: Option<String>,
     #[serde(default)]
-    function: Option<FunctionIn>,
+    pub(super) function: Option<Obj<FunctionIn>>,
 }
 
+/// A tool call's function.
 #[derive(Deserialize)]
-struct FunctionIn {
+pub(super) struct FunctionIn {
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
-    arguments: Option<String>,
+    pub(super) arguments: Option<String>,
 }
 
+/// `usage`.
 #[derive(Deserialize)]
-struct UsageIn {
+pub(super) struct UsageIn {
     #[serde(default)]
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
     #[serde(default)]
-    prompt_tokens_details: Option<DetailsIn>,
+    prompt_tokens_details: Option<Obj<DetailsIn>>,
+}
+
+impl UsageIn {
+    /// The counts, missing ones zero.
+    pub(super) fn tokens(self) -> TokenUsage {
+        let details = self.prompt_tokens_details.map(|d| d.0);
+        TokenUsage {
+            prompt: self.prompt_tokens.unwrap_or(0),
+            completion: self.completion_tokens.unwrap_or(0),
+            cache_read: details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write: details
+                .as_ref()
+                .and_then(|d| d.cache_write_tokens)
+                .unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,33 +122,38 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(true)
 }
 
-fn text(s: Option<String>) -> Option<String> {
+pub(super) fn text(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
 /// The events of one chunk, or `None` when the chunk is not of the usual shape (the caller
 /// then reads it as a `Value`); `seq` is only touched when `Some` is returned.
 pub fn events(data: &[u8], seq: &mut Sequencer) -> Option<Vec<Event>> {
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Valid JSON that is not an object has no choices and no usage: no events.
+        serde_json::from_slice::<IgnoredAny>(data).ok()?;
+        return Some(Vec::new());
+    }
     let chunk: ChunkIn = serde_json::from_slice(data).ok()?;
     if chunk.error {
         return None;
     }
     let mut out = Vec::new();
-    if let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) {
-        if let Some(delta) = choice.delta {
+    if let Some(Obj(choice)) = chunk.choices.and_then(|c| c.into_iter().next()) {
+        if let Some(Obj(delta)) = choice.delta {
             if let Some(t) = text(delta.reasoning_content).or_else(|| text(delta.reasoning)) {
                 seq.reasoning(t, &mut out);
             }
             if let Some(t) = text(delta.content) {
                 seq.text(t, &mut out);
             }
-            for (k, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+            for (k, Obj(call)) in delta.tool_calls.into_iter().flatten().enumerate() {
                 let index = call
                     .index
                     .and_then(|i| u32::try_from(i).ok())
                     .unwrap_or(k as u32);
                 let (name, arguments) = match call.function {
-                    Some(f) => (f.name, f.arguments),
+                    Some(Obj(f)) => (f.name, f.arguments),
                     None => (None, None),
                 };
                 if let Some(id) = call.id {
@@ -123,17 +169,8 @@ pub fn events(data: &[u8], seq: &mut Sequencer) -> Option<Vec<Event>> {
             out.push(Event::Stop(super::mapping::finish_str(f)));
         }
     }
-    if let Some(u) = chunk.usage {
-        let details = u.prompt_tokens_details;
-        out.push(Event::Usage(TokenUsage {
-            prompt: u.prompt_tokens.unwrap_or(0),
-            completion: u.completion_tokens.unwrap_or(0),
-            cache_read: details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
-            cache_write: details
-                .as_ref()
-                .and_then(|d| d.cache_write_tokens)
-                .unwrap_or(0),
-        }));
+    if let Some(Obj(u)) = chunk.usage {
+        out.push(Event::Usage(u.tokens()));
     }
     Some(out)
 }
@@ -191,5 +228,28 @@ mod tests {
         }
         assert!(events(b"{\"choices\":[],\"choices\":[]}", &mut seq).is_none());
         assert!(events(b"not json", &mut seq).is_none());
+    }
+
+    /// An array where an object belongs reads as no member in the `Value` path; the fast
+    /// path never reads it as the object's fields in order.
+    #[test]
+    fn arrays_are_not_objects() {
+        let mut fast = Sequencer::default();
+        let mut slow = Sequencer::default();
+        for c in [
+            json!([[{"delta": {"content": "x"}}]]),
+            json!({"choices": [[{"content": "x"}]]}),
+            json!({"choices": [{"delta": ["x"]}]}),
+            json!({"usage": [3, 2]}),
+            json!({"choices": [{"delta": {"tool_calls": [[0, "id", ["f", "{}"]]]}}]}),
+            json!("text"),
+            json!(7),
+        ] {
+            let bytes = serde_json::to_vec(&c).unwrap();
+            let slow_events = super::super::mapping::chunk(&c, &mut slow);
+            if let Some(got) = events(&bytes, &mut fast) {
+                assert_eq!(got, slow_events, "{c}");
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! chat body is forwarded with the upstream model id substituted), answers are read back into
 //! the neutral types, and streams are mapped chunk by chunk as they arrive.
 
+mod answer;
 mod chunk;
 mod mapping;
 mod sse;
@@ -234,11 +235,17 @@ impl Provider for OpenAi {
                 ProviderError::Upstream
             })?
             .to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            tracing::warn!(model = %model.alias, "the upstream answer is not JSON");
-            ProviderError::Upstream
-        })?;
-        mapping::completion(&v).ok_or_else(|| {
+        let answer = match answer::completion(&bytes) {
+            Some(answer) => answer,
+            None => {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    tracing::warn!(model = %model.alias, "the upstream answer is not JSON");
+                    ProviderError::Upstream
+                })?;
+                mapping::completion(&v)
+            }
+        };
+        answer.ok_or_else(|| {
             tracing::warn!(model = %model.alias, "the upstream answer has no choices");
             ProviderError::Upstream
         })
