@@ -18,7 +18,7 @@
 # (50), BENCH_PATHS ("openai openai-stream bedrock bedrock-stream"), BENCH_GATEWAY (a
 # pennyworth binary to measure instead of building this tree's), BENCH_UP_PORT (9201),
 # BENCH_GW_PORT (9202), OHA, BENCH_PERF_DIR (record `perf record -g` profiles of the gateway
-# during its closed-loop runs there, one `<path>.data` each), BENCH_UPSTREAM (`instant`, the
+# during its runs there, `<path>.data` closed loop and `<path>-open.data` open loop), BENCH_UPSTREAM (`instant`, the
 # default, or `nginx`: one nginx worker serving the same answers as static files, the
 # upstream of the table; installed with apt-get when missing and running as root).
 # Needs taskset, python3; installs oha into ~/.cache/oha if missing.
@@ -172,9 +172,9 @@ run() {
   [ -n "$rate" ] && args+=(-q "$rate" --latency-correction)
   taskset -c 1 "$OHA" "${args[@]}" -z 1s --output-format quiet "$url" > /dev/null 2>&1 || true
   local t0 t1 perf_pid=""
-  if [ -n "${BENCH_PERF_DIR:-}" ] && [ "$auth" = 1 ] && [ -z "$rate" ]; then
+  if [ -n "${BENCH_PERF_DIR:-}" ] && [ "$auth" = 1 ]; then
     mkdir -p "$BENCH_PERF_DIR"
-    perf record -q -F 1999 -g -p "$gw_pid" -o "$BENCH_PERF_DIR/$PATH_NAME.data" > /dev/null 2>&1 &
+    perf record -q -F 1999 -g -p "$gw_pid" -o "$BENCH_PERF_DIR/$PATH_NAME${rate:+-open}.data" > /dev/null 2>&1 &
     perf_pid=$!
   fi
   t0="$(ticks)"
