@@ -15,6 +15,7 @@ pub mod directory;
 pub mod engine;
 pub mod errors;
 pub mod handlers;
+pub mod ids;
 pub mod inference;
 pub mod lambda;
 pub mod memory;

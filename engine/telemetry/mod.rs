@@ -27,8 +27,7 @@ pub use stages::{
 };
 
 use http::HeaderMap;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 
 /// Target of every span of the gateway (what the export layer takes).
@@ -137,31 +136,11 @@ impl Parent {
     }
 }
 
-/// A fresh trace id for a request nobody traces: random per process, then a counter mixed
-/// through splitmix64, so ids are unique and look random without a system call per request.
+/// A fresh trace id for a request nobody traces ([`crate::ids::unique`]: unique, random-looking,
+/// no system call per request).
 fn fresh_trace_id() -> String {
-    static SEED: OnceLock<[u64; 2]> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = SEED.get_or_init(|| {
-        let mut b = [0u8; 16];
-        let _ = getrandom::fill(&mut b);
-        let (lo, hi) = b.split_at(8);
-        [
-            u64::from_le_bytes(lo.try_into().unwrap_or_default()),
-            u64::from_le_bytes(hi.try_into().unwrap_or_default()),
-        ]
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let a = splitmix(seed[0] ^ n);
-    let b = splitmix(seed[1].wrapping_add(n)) | 1;
-    format!("{a:016x}{b:016x}")
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    let (a, b) = crate::ids::unique();
+    format!("{a:016x}{:016x}", b | 1)
 }
 
 /// The root span of one request and its trace id.
