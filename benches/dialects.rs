@@ -1,8 +1,8 @@
 //! What a dialect costs: the same call as OpenAI chat completions and as Anthropic Messages,
 //! buffered and streamed, through the whole engine (route, key, Cedar, dialect conversion,
 //! inference core, provider, rendering, usage record) to `echo` and to the Bedrock test
-//! server on 127.0.0.1 (the real SDK: signing, event-stream decoding). A plain timing harness:
-//! `cargo bench --bench dialects`. Rounds of the two dialects alternate so drift hits both;
+//! server on 127.0.0.1 (the Bedrock client: signing, event-stream decoding). A plain timing
+//! harness: `cargo bench --bench dialects`. Rounds of the two dialects alternate so drift hits both;
 //! the figure is the mean time per request, and the ratio Messages / chat.
 
 #[path = "../tests/support/bedrock.rs"]

@@ -1,5 +1,6 @@
-//! The Bedrock provider end to end: the engine, the real `aws-sdk-bedrockruntime` client
-//! (SigV4, retries, event-stream decoding) and the test server on 127.0.0.1.
+//! The Bedrock provider end to end: the engine, the gateway's Bedrock client (SigV4 with
+//! credentials from the AWS provider chain, the endpoint from the SDK's endpoint rules,
+//! standard-mode retries, event-stream decoding) and the test server on 127.0.0.1.
 
 #[path = "support/bedrock.rs"]
 mod bedrock_server;
