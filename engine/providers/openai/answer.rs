@@ -4,7 +4,7 @@
 //! array where an object belongs, duplicate keys, an answer that is not an object) is left to
 //! the `Value` path.
 
-use super::chunk::{CallIn, Obj, UsageIn, text};
+use super::chunk::{Obj, TurnIn, UsageIn, text};
 use crate::inference::{Block, Response, StopReason};
 use serde::Deserialize;
 
@@ -19,21 +19,9 @@ struct AnswerIn {
 #[derive(Deserialize)]
 struct ChoiceIn {
     #[serde(default)]
-    message: Option<Obj<MessageIn>>,
+    message: Option<Obj<TurnIn>>,
     #[serde(default)]
     finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MessageIn {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<Obj<CallIn>>>,
 }
 
 /// The answer, `Some(None)` when it has no choice, or `None` when it is not of the usual shape

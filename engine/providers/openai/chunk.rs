@@ -44,21 +44,22 @@ struct ChunkIn {
 #[derive(Deserialize)]
 struct ChoiceIn {
     #[serde(default)]
-    delta: Option<Obj<DeltaIn>>,
+    delta: Option<Obj<TurnIn>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
+/// A chunk's `delta`, or a buffered answer's `message`: the same fields.
 #[derive(Deserialize)]
-struct DeltaIn {
+pub(super) struct TurnIn {
     #[serde(default)]
-    content: Option<String>,
+    pub(super) content: Option<String>,
     #[serde(default)]
-    reasoning_content: Option<String>,
+    pub(super) reasoning_content: Option<String>,
     #[serde(default)]
-    reasoning: Option<String>,
+    pub(super) reasoning: Option<String>,
     #[serde(default)]
-    tool_calls: Option<Vec<Obj<CallIn>>>,
+    pub(super) tool_calls: Option<Vec<Obj<CallIn>>>,
 }
 
 /// A tool call (of a chunk's delta, or of a buffered answer's message).
