@@ -19,7 +19,7 @@ pub fn http_client() -> SharedHttpClient {
 pub async fn sdk_config(
     region: &str,
     endpoint: Option<&str>,
-    static_credentials: Option<(&str, &str)>,
+    static_credentials: Option<&(String, String)>,
 ) -> aws_config::SdkConfig {
     use aws_config::{BehaviorVersion, Region};
     use aws_sdk_cognitoidentityprovider::config::{Credentials, SharedCredentialsProvider};

@@ -126,10 +126,7 @@ impl DynamoUsageStore {
         let shared = crate::aws::sdk_config(
             &settings.region,
             settings.endpoint.as_deref(),
-            settings
-                .static_credentials
-                .as_ref()
-                .map(|(id, secret)| (id.as_str(), secret.as_str())),
+            settings.static_credentials.as_ref(),
         )
         .await;
         let config = aws_sdk_dynamodb::config::Builder::from(&shared).build();
