@@ -14,13 +14,20 @@
 #   - CPU per streamed chunk: (streamed − buffered CPU per request) / CHUNKS.
 #
 # Usage: bash bench/overhead.sh            (defaults: 5 s per run, 20 chunks, 1,000 req/s)
-# Environment: BENCH_DURATION (5s), BENCH_RATE (1000), BENCH_CHUNKS (20), BENCH_CONNECTIONS
+# Environment: BENCH_PROFILE (the Cargo profile of the gateway: `release`, the default, or
+# `lambda`, the fat-LTO build of the Lambda package; symbols stripped, so no BENCH_PERF_DIR
+# profiles with it), BENCH_DURATION (5s), BENCH_RATE (1000), BENCH_CHUNKS (20), BENCH_CONNECTIONS
 # (50), BENCH_PATHS ("openai openai-stream bedrock bedrock-stream"), BENCH_GATEWAY (a
 # pennyworth binary to measure instead of building this tree's), BENCH_UP_PORT (9201),
 # BENCH_GW_PORT (9202), OHA, BENCH_PERF_DIR (record `perf record -g` profiles of the gateway
 # during its runs there, `<path>.data` closed loop and `<path>-open.data` open loop), BENCH_UPSTREAM (`instant`, the
 # default, or `nginx`: one nginx worker serving the same answers as static files, the
-# upstream of the issue's table; installed with apt-get when missing and running as root).
+# upstream of the issue's table; installed with apt-get when missing and running as root),
+# BENCH_AWAKE (1: a busy loop at idle priority, `chrt --idle`, on the gateway's CPU for the
+# whole run, so that CPU never halts between requests: a diagnostic of what halting costs the
+# open-loop latency in a VM, where each halt is an exit to the hypervisor; it takes no CPU
+# from the gateway, which preempts it at once. Not on CPU 1: there it gives streamed answers
+# a 4 ms tail of its own, through the gateway and not directly).
 # Needs taskset, python3; installs oha into ~/.cache/oha if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +39,7 @@ CONNS="${BENCH_CONNECTIONS:-50}"
 PATHS="${BENCH_PATHS:-openai openai-stream bedrock bedrock-stream}"
 UP_PORT="${BENCH_UP_PORT:-9201}"
 UPSTREAM="${BENCH_UPSTREAM:-instant}"
+PROFILE="${BENCH_PROFILE:-release}"
 GW_PORT="${BENCH_GW_PORT:-9202}"
 target="${CARGO_TARGET_DIR:-target}"
 
@@ -42,7 +50,10 @@ fi
 # One build command for both: the same feature set as other release builds with the helpers
 # (two separate commands would build some dependencies twice).
 cargo build --release --quiet --bin pennyworth --example instant_upstream
-gateway="${BENCH_GATEWAY:-$target/release/pennyworth}"
+if [ -z "${BENCH_GATEWAY:-}" ] && [ "$PROFILE" != release ]; then
+  cargo build --profile "$PROFILE" --quiet --bin pennyworth
+fi
+gateway="${BENCH_GATEWAY:-$target/$PROFILE/pennyworth}"
 OHA="${OHA:-$(command -v oha || echo "$HOME/.cache/oha/bin/oha")}"
 if [ ! -x "$OHA" ]; then
   cargo install oha --locked --root "$HOME/.cache/oha" >&2
@@ -56,6 +67,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+if [ "${BENCH_AWAKE:-0}" = 1 ]; then
+  taskset -c 0 chrt --idle 0 sh -c 'while :; do :; done' &
+  pids+=($!)
+fi
 
 if [ "$UPSTREAM" = nginx ]; then
   if ! command -v nginx > /dev/null; then
@@ -211,9 +227,9 @@ label() {
   esac
 }
 cat <<EOF
-commit $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- engine Cargo.toml || echo " (modified)"), gateway $gateway
+commit $(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- engine Cargo.toml || echo " (modified)"), gateway $gateway$( [ -z "${BENCH_GATEWAY:-}" ] && echo " (profile $PROFILE)")
 $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) CPUs ($(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)
-upstream: $UPSTREAM; closed loop: $CONNS connections, $DURATION; open loop: $RATE req/s over $CONNS connections, $DURATION, --latency-correction; $(${OHA} --version)
+upstream: $UPSTREAM$( [ "${BENCH_AWAKE:-0}" = 1 ] && echo ", the gateway's CPU kept awake (BENCH_AWAKE=1)"); closed loop: $CONNS connections, $DURATION; open loop: $RATE req/s over $CONNS connections, $DURATION, --latency-correction; $(${OHA} --version)
 
 | path | closed loop req/s (direct) | gateway/direct | gateway CPU µs/req closed (open) | open loop p99 ms (direct) | added p99 ms | not 2xx or failed |
 |---|---:|---:|---:|---:|---:|---:|
