@@ -66,6 +66,16 @@ async fn converse(c: &Client) -> (Result<Bytes, ProviderError>, usize) {
     (out, retries)
 }
 
+/// Sends one ConverseStream call (no retries) to `url`; every item its event stream yields.
+async fn converse_stream(url: &str) -> Vec<Result<Event, ProviderError>> {
+    let c = client(url, 1, None);
+    let path = Client::path(MODEL, "converse-stream");
+    let response = c.send("claude", &path, body()).await.unwrap();
+    stream::events(response.into_body(), "claude")
+        .collect()
+        .await
+}
+
 #[tokio::test]
 async fn throttling_is_retried_up_to_max_attempts_then_mapped() {
     let server = BedrockServer::start().await;
@@ -275,12 +285,7 @@ async fn an_exception_mid_stream_ends_the_stream_with_its_error() {
                 ),
             ])],
         );
-        let c = client(&server.url(), 1, None);
-        let path = Client::path(MODEL, "converse-stream");
-        let response = c.send("claude", &path, body()).await.unwrap();
-        let items: Vec<_> = stream::events(response.into_body(), "claude")
-            .collect()
-            .await;
+        let items = converse_stream(&server.url()).await;
         assert!(
             matches!(items[0], Ok(Event::BlockStart { index: 0, .. })),
             "{items:?}"
@@ -326,14 +331,7 @@ async fn a_stream_cut_inside_a_frame_is_an_upstream_error() {
         prelude.extend_from_slice(b"{}{}");
         socket.write_all(&prelude).await.unwrap();
     });
-    let c = client(&url, 1, None);
-    let response = c
-        .send("claude", &Client::path(MODEL, "converse-stream"), body())
-        .await
-        .unwrap();
-    let items: Vec<_> = stream::events(response.into_body(), "claude")
-        .collect()
-        .await;
+    let items = converse_stream(&url).await;
     task.abort();
     assert_eq!(items.len(), 1, "{items:?}");
     assert!(
@@ -447,14 +445,7 @@ async fn frames_split_across_reads_are_gathered() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
-    let c = client(&url, 1, None);
-    let response = c
-        .send("claude", &Client::path(MODEL, "converse-stream"), body())
-        .await
-        .unwrap();
-    let items: Vec<_> = stream::events(response.into_body(), "claude")
-        .collect()
-        .await;
+    let items = converse_stream(&url).await;
     task.abort();
     let text: String = items
         .iter()
